@@ -1,0 +1,64 @@
+/*
+ * rzkvctl - start, stop and inspect rzkv nodes; read and write keys.
+ *
+ * main() looks the command up in one table; each command lives in its own
+ * ctl/cmd_*.c file.  See rzkvctl(1).
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static const struct ctl_command commands[] = {
+    { "locate", cmd_locate, "locate --cluster CLUSTER.yml KEY" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+print_usage(FILE *out)
+{
+    fprintf(out, "usage: rzkvctl COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  rzkvctl %s\n", commands[i].synopsis);
+    fprintf(out, "\nrzkvctl COMMAND --help describes a command; "
+                 "see rzkvctl(1).\n");
+}
+
+void
+ctl_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "rzkvctl %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, cmd) == 0)
+            fprintf(stderr, "usage: rzkvctl %s\n", commands[i].synopsis);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return CTL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rzkvctl: unknown command \"%s\"\n", argv[1]);
+    print_usage(stderr);
+    return CTL_EXIT_USAGE;
+}
