@@ -1,1 +1,98 @@
+# tap.sh - TAP helpers for rzkv's shell integration tests.
+#
+#   . "$RZKV_SRCDIR/t/lib/tap.sh"
+#   plan 3
+#   ok "name" command args...       passes if the command exits 0
+#   is "name" "$got" "$want"
+#   like "name" "$got" "regex"
+#   skip_all "reason"
+#   done_testing                    prints the plan when no plan was given
+#
+# Every test runs in its own scratch directory ($T) that is removed at
+# exit, and every process started with `bg` is killed at exit.
 
+: "${RZKV_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${RZKV_BUILDDIR:=$RZKV_SRCDIR}"
+RZKVD="$RZKV_BUILDDIR/rzkvd"
+RZKVCTL="$RZKV_BUILDDIR/rzkvctl"
+
+tap_n=0
+tap_failed=0
+tap_planned=
+tap_pids=
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/rzkv-test.XXXXXX")
+
+tap_cleanup() {
+    for p in $tap_pids; do
+        kill -9 "$p" 2>/dev/null
+    done
+    [ -n "${tap_cleanup_hook:-}" ] && $tap_cleanup_hook
+    rm -rf "$T"
+}
+trap tap_cleanup EXIT
+
+plan() { tap_planned=$1; echo "1..$1"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+diag() { echo "# $*"; }
+
+tap_result() {
+    tap_n=$((tap_n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $tap_n - $2"
+    else
+        echo "not ok $tap_n - $2"
+        tap_failed=$((tap_failed + 1))
+    fi
+}
+
+ok() {
+    local name=$1; shift
+    "$@" >"$T/.ok.out" 2>&1
+    local rc=$?
+    tap_result $rc "$name"
+    [ $rc = 0 ] || sed 's/^/#   /' "$T/.ok.out"
+    return $rc
+}
+
+is() {
+    if [ "$2" = "$3" ]; then
+        tap_result 0 "$1"
+    else
+        tap_result 1 "$1"
+        diag "  got:  '$2'"
+        diag "  want: '$3'"
+    fi
+}
+
+like() {
+    if printf '%s' "$2" | grep -Eq -- "$3"; then
+        tap_result 0 "$1"
+    else
+        tap_result 1 "$1"
+        diag "  got:  '$2'"
+        diag "  want: /$3/"
+    fi
+}
+
+# Run a command in the background and remember it for cleanup.
+bg() {
+    "$@" &
+    tap_pids="$tap_pids $!"
+}
+
+# wait_until SECONDS command...: retry every 0.1 s until it succeeds.
+wait_until() {
+    local limit=$1; shift
+    local end=$(( $(date +%s%N) / 1000000 + limit * 1000 ))
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        [ $(( $(date +%s%N) / 1000000 )) -ge $end ] && return 1
+        sleep 0.1
+    done
+}
+
+done_testing() {
+    [ -z "$tap_planned" ] && echo "1..$tap_n"
+    [ $tap_failed = 0 ]
+}
