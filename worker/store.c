@@ -1,0 +1,949 @@
+/*
+ * store.c - a storage worker's SQLite shard: apply-if-newer versions,
+ * the durable clock, group-committed write transactions, pooled WAL
+ * readers.  See store.h for the file layout and the threading rules.
+ *
+ * Why it is shaped this way:
+ *  - Writes go through one connection in one thread, a whole group of
+ *    requests per BEGIN IMMEDIATE..COMMIT, so one WAL fsync covers them all.
+ *  - Reads use other connections: in WAL mode a reader sees every committed
+ *    transaction and never waits behind the writer's fsync.  Because a
+ *    write is acknowledged only after its COMMIT returns, a read that
+ *    arrives after the acknowledgement sees it.
+ *  - The clock others can see (store_clock) moves only after the commit
+ *    that recorded it, so no clock is ever handed out that a crash could
+ *    take back; the epoch bump at open makes every later clock larger
+ *    than any clock of an earlier run.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "ring.h"
+#include "store.h"
+
+#define STORE_MAGIC         "rzkv-storage"
+#define STORE_PAGE_SIZE     16384
+#define STORE_READERS_MAX   8
+#define STORE_BUSY_MS       10000
+
+struct store_reader {
+    struct store_reader *next_free;
+    sqlite3 *db;
+    sqlite3_stmt *get;
+    sqlite3_stmt *list_from;        /* key >= ?1 */
+    sqlite3_stmt *list_range;       /* key >= ?1 AND key < ?2 */
+    sqlite3_stmt *page_count;
+};
+
+struct store {
+    char *path;
+    int sync_full;
+    uint64_t page_size;
+
+    /* The writer connection and its state: writer thread only. */
+    sqlite3 *db;
+    sqlite3_stmt *w_get;
+    sqlite3_stmt *w_find;
+    sqlite3_stmt *w_insert;
+    sqlite3_stmt *w_update;
+    sqlite3_stmt *w_clock;
+    sqlite3_stmt *w_begin;
+    sqlite3_stmt *w_commit;
+    sqlite3_stmt *w_rollback;
+    struct clock pending;           /* clock inside the open transaction */
+    int pending_dirty;
+    uint64_t pending_inserts;
+
+    pthread_mutex_t lock;           /* everything below */
+    pthread_cond_t reader_freed;
+    struct clock clock;             /* committed */
+    struct store_stats stats;
+    struct store_reader *free_readers;
+    struct store_reader *readers[STORE_READERS_MAX];
+    int nreaders;
+};
+
+static const char *const schema_sql =
+    "CREATE TABLE meta ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " magic TEXT NOT NULL,"
+    " format INTEGER NOT NULL,"
+    " shard INTEGER NOT NULL,"
+    " shard_count INTEGER NOT NULL,"
+    " epoch INTEGER NOT NULL,"
+    " clock_epoch INTEGER NOT NULL,"
+    " clock_counter INTEGER NOT NULL);"
+    /* value last: listing never reads its overflow pages. */
+    "CREATE TABLE kv ("
+    " id INTEGER PRIMARY KEY,"
+    " key BLOB NOT NULL UNIQUE,"
+    " hash INTEGER NOT NULL,"
+    " epoch INTEGER NOT NULL,"
+    " counter INTEGER NOT NULL,"
+    " writer BLOB NOT NULL,"
+    " nonce INTEGER NOT NULL,"
+    " tombstone INTEGER NOT NULL,"
+    " value BLOB);";
+
+/* A non-NULL pointer for empty blobs: SQLite binds (NULL, 0) as NULL. */
+static const uint8_t empty_blob[1];
+
+const char *
+store_status_str(enum store_status st)
+{
+    switch (st) {
+    case STORE_OK: return "ok";
+    case STORE_E_OPEN: return "cannot open";
+    case STORE_E_NOT_RZKV: return "not an rzkv database";
+    case STORE_E_CORRUPT: return "corrupt";
+    case STORE_E_VERSION: return "unsupported format version";
+    case STORE_E_SHARD: return "belongs to another shard";
+    case STORE_E_WORKERS: return "wrong storage worker count";
+    case STORE_E_SQL: return "SQLite error";
+    }
+    return "?";
+}
+
+static enum store_status
+fail(char *err, size_t errlen, enum store_status st, const char *path,
+     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static enum store_status
+fail(char *err, size_t errlen, enum store_status st, const char *path,
+     const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "%s: %s: %s", path, store_status_str(st), msg);
+    return st;
+}
+
+/* Map an SQLite error met while opening to a status. */
+static enum store_status
+open_status(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOTADB: return STORE_E_NOT_RZKV;
+    case SQLITE_CORRUPT: return STORE_E_CORRUPT;
+    case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_READONLY:
+        return STORE_E_OPEN;
+    default: return STORE_E_SQL;
+    }
+}
+
+static void
+bind_blob(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+    sqlite3_bind_blob64(st, i, len ? p : empty_blob, len, SQLITE_STATIC);
+}
+
+static void
+bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static uint64_t
+column_u64(sqlite3_stmt *st, int i)
+{
+    return (uint64_t)sqlite3_column_int64(st, i);
+}
+
+static void
+finish(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Run one statement that returns at most one integer; -1 rc on error. */
+static int
+query_int(sqlite3 *db, const char *sql, sqlite3_int64 *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        *out = 0;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Run a statement returning text (e.g. a PRAGMA) into buf: its first rows
+ * joined by "; " (quick_check reports a problem over several rows).
+ */
+static int
+query_text(sqlite3 *db, const char *sql, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    size_t used = 0;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    buf[0] = '\0';
+    for (int row = 0; row < 3 && (rc = sqlite3_step(st)) == SQLITE_ROW;
+         row++) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        int n = snprintf(buf + used, len - used, "%s%s", row ? "; " : "",
+                         t ? (const char *)t : "");
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int
+prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+                              NULL);
+}
+
+/* ---- open ----------------------------------------------------------- */
+
+static enum store_status
+create_schema(struct store *s, const struct store_config *cfg, char *err,
+              size_t errlen)
+{
+    char sql[256];
+    int rc;
+
+    /* The page size must be set before the first table exists. */
+    snprintf(sql, sizeof(sql), "PRAGMA page_size=%d", STORE_PAGE_SIZE);
+    if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL,
+                           NULL)) != SQLITE_OK ||
+        (rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
+            != SQLITE_OK)
+        goto bad;
+    if ((rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK)
+        goto bad_tx;
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO meta VALUES (1, '%s', %d, %d, %d, 0, 0, 0);"
+             "PRAGMA application_id=%d; PRAGMA user_version=%d;",
+             STORE_MAGIC, STORE_FORMAT_VERSION, cfg->shard, cfg->shard_count,
+             STORE_APPLICATION_ID, STORE_FORMAT_VERSION);
+    if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+        goto bad_tx;
+    return STORE_OK;
+bad_tx:
+    {
+        enum store_status st = fail(err, errlen, open_status(rc), s->path,
+                                    "creating tables: %s",
+                                    sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return st;
+    }
+bad:
+    return fail(err, errlen, open_status(rc), s->path, "creating: %s",
+                sqlite3_errmsg(s->db));
+}
+
+/* Is this file one of ours, sound, and this worker's shard? */
+static enum store_status
+check_existing(struct store *s, const struct store_config *cfg, char *err,
+               size_t errlen)
+{
+    sqlite3_int64 app_id, version;
+    char text[256];
+    int rc;
+
+    if ((rc = query_int(s->db, "PRAGMA application_id", &app_id)) != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    if (app_id != STORE_APPLICATION_ID)
+        return fail(err, errlen, STORE_E_NOT_RZKV, s->path,
+                    "SQLite database with application_id %lld, not an rzkv "
+                    "shard", (long long)app_id);
+    if ((rc = query_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    if (version != STORE_FORMAT_VERSION)
+        return fail(err, errlen, STORE_E_VERSION, s->path,
+                    "format version %lld, this rzkvd reads %d",
+                    (long long)version, STORE_FORMAT_VERSION);
+    if ((rc = query_text(s->db, "PRAGMA quick_check", text, sizeof(text)))
+            != SQLITE_OK)
+        return fail(err, errlen, open_status(rc) == STORE_E_SQL
+                    ? STORE_E_CORRUPT : open_status(rc), s->path,
+                    "quick_check: %s", sqlite3_errmsg(s->db));
+    if (strcmp(text, "ok") != 0)
+        return fail(err, errlen, STORE_E_CORRUPT, s->path, "quick_check: %s",
+                    text);
+
+    sqlite3_stmt *st;
+    rc = sqlite3_prepare_v2(s->db, "SELECT magic, shard, shard_count "
+                            "FROM meta WHERE id = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(err, errlen, STORE_E_NOT_RZKV, s->path, "no meta: %s",
+                    sqlite3_errmsg(s->db));
+    enum store_status status = STORE_OK;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        status = fail(err, errlen, STORE_E_NOT_RZKV, s->path, "empty meta");
+    } else {
+        const unsigned char *magic = sqlite3_column_text(st, 0);
+        int shard = sqlite3_column_int(st, 1);
+        int count = sqlite3_column_int(st, 2);
+        if (magic == NULL || strcmp((const char *)magic, STORE_MAGIC) != 0)
+            status = fail(err, errlen, STORE_E_NOT_RZKV, s->path,
+                          "bad magic");
+        else if (count != cfg->shard_count)
+            status = fail(err, errlen, STORE_E_WORKERS, s->path,
+                          "written by a node with %d storage workers, "
+                          "node.storage_workers is %d (resharding is not "
+                          "supported)", count, cfg->shard_count);
+        else if (shard != cfg->shard)
+            status = fail(err, errlen, STORE_E_SHARD, s->path,
+                          "holds shard %d, this worker is shard %d", shard,
+                          cfg->shard);
+    }
+    sqlite3_finalize(st);
+    return status;
+}
+
+static enum store_status
+set_pragmas(struct store *s, char *err, size_t errlen)
+{
+    char mode[32], sql[256];
+    sqlite3_int64 page_size;
+    int rc;
+
+    if ((rc = query_text(s->db, "PRAGMA journal_mode=WAL", mode,
+                         sizeof(mode))) != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "WAL: %s",
+                    sqlite3_errmsg(s->db));
+    if (strcmp(mode, "wal") != 0)
+        return fail(err, errlen, STORE_E_SQL, s->path,
+                    "journal_mode is %s, not wal", mode);
+    /* In WAL mode FULL fsyncs the WAL at every commit; NORMAL only at
+     * checkpoints (a power loss may lose the last commits). */
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous=%s; PRAGMA cache_size=-65536;"
+             "PRAGMA journal_size_limit=67108864;",
+             s->sync_full ? "FULL" : "NORMAL");
+    if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    if ((rc = query_int(s->db, "PRAGMA page_size", &page_size)) != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    s->page_size = (uint64_t)page_size;
+    return STORE_OK;
+}
+
+/* Start a new epoch, durably, before anything is answered. */
+static enum store_status
+bump_epoch(struct store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
+            != SQLITE_OK)
+        goto bad;
+    rc = sqlite3_prepare_v2(s->db, "SELECT epoch, clock_epoch FROM meta "
+                            "WHERE id = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW)
+        goto bad_tx;
+    uint64_t epoch = column_u64(st, 0), clock_epoch = column_u64(st, 1);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (clock_epoch > epoch)
+        epoch = clock_epoch;
+    if (epoch == UINT64_MAX) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return fail(err, errlen, STORE_E_SQL, s->path, "epoch exhausted");
+    }
+    epoch++;
+    rc = sqlite3_prepare_v2(s->db, "UPDATE meta SET epoch = ?1, "
+                            "clock_epoch = ?1, clock_counter = 0 "
+                            "WHERE id = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        goto bad_tx;
+    bind_u64(st, 1, epoch);
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+        goto bad_tx;
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+        goto bad_tx;
+    s->stats.epoch = epoch;
+    s->clock.epoch = epoch;
+    s->clock.counter = 0;
+    return STORE_OK;
+bad_tx:
+    {
+        enum store_status status = fail(err, errlen, open_status(rc), s->path,
+                                        "new epoch: %s",
+                                        sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return status;
+    }
+bad:
+    return fail(err, errlen, open_status(rc), s->path, "new epoch: %s",
+                sqlite3_errmsg(s->db));
+}
+
+static enum store_status
+prepare_writer(struct store *s, char *err, size_t errlen)
+{
+    static const struct {
+        size_t off;
+        const char *sql;
+    } stmts[] = {
+        { offsetof(struct store, w_get),
+          "SELECT epoch, counter, writer, nonce, tombstone, value "
+          "FROM kv WHERE key = ?1" },
+        { offsetof(struct store, w_find),
+          "SELECT id, epoch, counter, writer, nonce FROM kv WHERE key = ?1" },
+        { offsetof(struct store, w_insert),
+          "INSERT INTO kv (key, hash, epoch, counter, writer, nonce, "
+          "tombstone, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
+        { offsetof(struct store, w_update),
+          "UPDATE kv SET epoch = ?2, counter = ?3, writer = ?4, nonce = ?5, "
+          "tombstone = ?6, value = ?7 WHERE id = ?1" },
+        { offsetof(struct store, w_clock),
+          "UPDATE meta SET clock_epoch = ?1, clock_counter = ?2 "
+          "WHERE id = 1" },
+        { offsetof(struct store, w_begin), "BEGIN IMMEDIATE" },
+        { offsetof(struct store, w_commit), "COMMIT" },
+        { offsetof(struct store, w_rollback), "ROLLBACK" },
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        sqlite3_stmt **st = (sqlite3_stmt **)((char *)s + stmts[i].off);
+        int rc = prepare(s->db, stmts[i].sql, st);
+        if (rc != SQLITE_OK)
+            return fail(err, errlen, STORE_E_NOT_RZKV, s->path,
+                        "preparing \"%s\": %s", stmts[i].sql,
+                        sqlite3_errmsg(s->db));
+    }
+    return STORE_OK;
+}
+
+static enum store_status
+open_writer(struct store *s, const struct store_config *cfg, char *err,
+            size_t errlen)
+{
+    sqlite3_int64 tables, entries;
+    enum store_status st;
+    int rc;
+
+    rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE |
+                         SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        return fail(err, errlen, STORE_E_OPEN, s->path, "%s",
+                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+
+    /* The first read of the file tells SQLite from anything else. */
+    rc = query_int(s->db, "SELECT count(*) FROM sqlite_master", &tables);
+    if (rc != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    sqlite3_int64 app_id = 0;
+    if ((rc = query_int(s->db, "PRAGMA application_id", &app_id))
+            != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    if (tables == 0 && app_id == 0)
+        st = create_schema(s, cfg, err, errlen);
+    else
+        st = check_existing(s, cfg, err, errlen);
+    if (st == STORE_OK)
+        st = set_pragmas(s, err, errlen);
+    if (st == STORE_OK)
+        st = bump_epoch(s, err, errlen);
+    if (st == STORE_OK)
+        st = prepare_writer(s, err, errlen);
+    if (st != STORE_OK)
+        return st;
+    if ((rc = query_int(s->db, "SELECT count(*) FROM kv", &entries))
+            != SQLITE_OK)
+        return fail(err, errlen, open_status(rc), s->path, "%s",
+                    sqlite3_errmsg(s->db));
+    s->stats.entries = (uint64_t)entries;
+    return STORE_OK;
+}
+
+static void
+close_reader(struct store_reader *r)
+{
+    if (r == NULL)
+        return;
+    sqlite3_finalize(r->get);
+    sqlite3_finalize(r->list_from);
+    sqlite3_finalize(r->list_range);
+    sqlite3_finalize(r->page_count);
+    sqlite3_close(r->db);
+    free(r);
+}
+
+static struct store_reader *
+open_reader(const char *path)
+{
+    struct store_reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE |
+                        SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        goto bad;
+    sqlite3_busy_timeout(r->db, STORE_BUSY_MS);
+    if (sqlite3_exec(r->db, "PRAGMA query_only=1; PRAGMA cache_size=-16384;",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        goto bad;
+    if (prepare(r->db, "SELECT epoch, counter, writer, nonce, tombstone, "
+                "value FROM kv WHERE key = ?1", &r->get) != SQLITE_OK ||
+        prepare(r->db, "SELECT key, hash, epoch, counter, writer, nonce, "
+                "tombstone FROM kv WHERE key >= ?1 ORDER BY key",
+                &r->list_from) != SQLITE_OK ||
+        prepare(r->db, "SELECT key, hash, epoch, counter, writer, nonce, "
+                "tombstone FROM kv WHERE key >= ?1 AND key < ?2 "
+                "ORDER BY key", &r->list_range) != SQLITE_OK ||
+        prepare(r->db, "PRAGMA page_count", &r->page_count) != SQLITE_OK)
+        goto bad;
+    return r;
+bad:
+    close_reader(r);
+    return NULL;
+}
+
+enum store_status
+store_open(const struct store_config *cfg, struct store **out, char *err,
+           size_t errlen)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->path = strdup(cfg->path)) == NULL) {
+        free(s);
+        return fail(err, errlen, STORE_E_OPEN, cfg->path, "out of memory");
+    }
+    s->sync_full = cfg->sync_full;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->reader_freed, NULL);
+
+    enum store_status st = open_writer(s, cfg, err, errlen);
+    if (st == STORE_OK) {
+        /* One reader now, so a file a reader can't open fails here. */
+        struct store_reader *r = store_reader_get(s);
+        if (r == NULL)
+            st = fail(err, errlen, STORE_E_OPEN, s->path,
+                      "cannot open a read connection");
+        else
+            store_reader_put(s, r);
+    }
+    if (st != STORE_OK) {
+        store_close(s);
+        return st;
+    }
+    *out = s;
+    return STORE_OK;
+}
+
+void
+store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < s->nreaders; i++)
+        close_reader(s->readers[i]);
+    sqlite3_stmt *stmts[] = {
+        s->w_get, s->w_find, s->w_insert, s->w_update, s->w_clock,
+        s->w_begin, s->w_commit, s->w_rollback,
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(stmts[i]);
+    /* The last connection to close checkpoints and removes the WAL. */
+    sqlite3_close(s->db);
+    pthread_cond_destroy(&s->reader_freed);
+    pthread_mutex_destroy(&s->lock);
+    free(s->path);
+    free(s);
+}
+
+/* ---- writer ----------------------------------------------------------- */
+
+const char *
+store_errmsg(struct store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
+
+int
+store_begin(struct store *s)
+{
+    int rc = sqlite3_step(s->w_begin);
+    sqlite3_reset(s->w_begin);
+    pthread_mutex_lock(&s->lock);
+    s->pending = s->clock;
+    pthread_mutex_unlock(&s->lock);
+    s->pending_dirty = 0;
+    s->pending_inserts = 0;
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void
+store_clock_raise(struct store *s, const struct clock *c)
+{
+    if (clock_raise(&s->pending, c->epoch, c->counter))
+        s->pending_dirty = 1;
+}
+
+static int
+write_version(struct store *s, sqlite3_int64 rowid, int exists,
+              const struct store_entry *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (exists) {
+        st = s->w_update;
+        sqlite3_bind_int64(st, 1, rowid);
+    } else {
+        st = s->w_insert;
+        bind_blob(st, 1, e->key, e->key_len);
+        bind_u64(st, 2, ring_key_hash(e->key, e->key_len));
+    }
+    bind_u64(st, 3 - exists, e->stamp.epoch);
+    bind_u64(st, 4 - exists, e->stamp.counter);
+    bind_blob(st, 5 - exists, e->stamp.writer, e->stamp.writer_len);
+    bind_u64(st, 6 - exists, e->stamp.nonce);
+    sqlite3_bind_int(st, 7 - exists, e->tombstone != 0);
+    if (e->tombstone)
+        sqlite3_bind_null(st, 8 - exists);
+    else
+        bind_blob(st, 8 - exists, e->value, e->value_len);
+    rc = sqlite3_step(st);
+    finish(st);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (!exists)
+        s->pending_inserts++;
+    return 0;
+}
+
+int
+store_apply(struct store *s, const struct store_entry *e, int *applied)
+{
+    sqlite3_stmt *st = s->w_find;
+    sqlite3_int64 rowid = 0;
+    int exists = 0, apply;
+
+    *applied = 0;
+    bind_blob(st, 1, e->key, e->key_len);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct stamp held = {
+            .epoch = column_u64(st, 1),
+            .counter = column_u64(st, 2),
+            .writer = sqlite3_column_blob(st, 3),
+            .writer_len = (size_t)sqlite3_column_bytes(st, 3),
+            .nonce = column_u64(st, 4),
+        };
+        rowid = sqlite3_column_int64(st, 0);
+        exists = 1;
+        apply = stamp_should_apply(&held, &e->stamp);
+    } else if (rc == SQLITE_DONE) {
+        apply = 1;
+    } else {
+        finish(st);
+        return -1;
+    }
+    finish(st);
+
+    /* An older version can't raise the clock: the held one already did. */
+    struct clock c = { e->stamp.epoch, e->stamp.counter };
+    store_clock_raise(s, &c);
+    if (!apply)
+        return 0;
+    if (write_version(s, rowid, exists, e) != 0)
+        return -1;
+    *applied = 1;
+    return 0;
+}
+
+int
+store_commit(struct store *s, size_t ops)
+{
+    int rc;
+
+    if (s->pending_dirty) {
+        bind_u64(s->w_clock, 1, s->pending.epoch);
+        bind_u64(s->w_clock, 2, s->pending.counter);
+        rc = sqlite3_step(s->w_clock);
+        finish(s->w_clock);
+        if (rc != SQLITE_DONE) {
+            store_rollback(s);
+            return -1;
+        }
+    }
+    rc = sqlite3_step(s->w_commit);
+    sqlite3_reset(s->w_commit);
+    if (rc != SQLITE_DONE) {
+        store_rollback(s);
+        return -1;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->clock = s->pending;
+    s->stats.commits++;
+    if (s->sync_full)
+        s->stats.fsyncs++;
+    s->stats.ops_committed += ops;
+    s->stats.entries += s->pending_inserts;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+void
+store_rollback(struct store *s)
+{
+    /* Some errors (disk full, I/O) have already rolled back. */
+    if (!sqlite3_get_autocommit(s->db)) {
+        sqlite3_step(s->w_rollback);
+        sqlite3_reset(s->w_rollback);
+    }
+    s->pending_dirty = 0;
+    s->pending_inserts = 0;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* Copy the current row of a get statement into out. */
+static int
+copy_item(sqlite3_stmt *st, const void *key, size_t key_len,
+          struct store_item *out)
+{
+    const void *writer = sqlite3_column_blob(st, 2);
+    size_t writer_len = (size_t)sqlite3_column_bytes(st, 2);
+    const void *value = sqlite3_column_blob(st, 5);
+    size_t value_len = (size_t)sqlite3_column_bytes(st, 5);
+    uint8_t *buf = malloc(key_len + writer_len + value_len + 1);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf, key, key_len);
+    if (writer_len)
+        memcpy(buf + key_len, writer, writer_len);
+    if (value_len)
+        memcpy(buf + key_len + writer_len, value, value_len);
+    out->buf = buf;
+    out->e.key = buf;
+    out->e.key_len = key_len;
+    out->e.stamp.epoch = column_u64(st, 0);
+    out->e.stamp.counter = column_u64(st, 1);
+    out->e.stamp.writer = buf + key_len;
+    out->e.stamp.writer_len = writer_len;
+    out->e.stamp.nonce = column_u64(st, 3);
+    out->e.tombstone = sqlite3_column_int(st, 4);
+    out->e.value = buf + key_len + writer_len;
+    out->e.value_len = value_len;
+    return 0;
+}
+
+static int
+get_with(sqlite3_stmt *st, const void *key, size_t len,
+         struct store_item *out)
+{
+    memset(out, 0, sizeof(*out));
+    bind_blob(st, 1, key, len);
+    int rc = sqlite3_step(st), found;
+    if (rc == SQLITE_ROW)
+        found = copy_item(st, key, len, out) == 0 ? 1 : -1;
+    else
+        found = rc == SQLITE_DONE ? 0 : -1;
+    finish(st);
+    return found;
+}
+
+int
+store_get_tx(struct store *s, const void *key, size_t len,
+             struct store_item *out)
+{
+    return get_with(s->w_get, key, len, out);
+}
+
+int
+store_get(struct store_reader *r, const void *key, size_t len,
+          struct store_item *out)
+{
+    return get_with(r->get, key, len, out);
+}
+
+void
+store_item_free(struct store_item *it)
+{
+    free(it->buf);
+    it->buf = NULL;
+}
+
+static int
+hash_in_range(const struct store_list_query *q, uint64_t h)
+{
+    if (q->any_hash)
+        return 1;
+    if (q->hash_start <= q->hash_end)
+        return h >= q->hash_start && h <= q->hash_end;
+    return h >= q->hash_start || h <= q->hash_end;     /* wraps */
+}
+
+static int
+copy_next_key(sqlite3_stmt *st, uint8_t **next, size_t *next_len)
+{
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    const void *key = sqlite3_column_blob(st, 0);
+    if ((*next = malloc(len ? len : 1)) == NULL)
+        return -1;
+    if (len)
+        memcpy(*next, key, len);
+    *next_len = len;
+    return 0;
+}
+
+long
+store_list(struct store_reader *r, const struct store_list_query *q,
+           store_list_fn fn, void *arg, uint8_t **next, size_t *next_len)
+{
+    sqlite3_stmt *st = q->end_len ? r->list_range : r->list_from;
+    size_t listed = 0, scanned = 0, bytes = 0;
+    long result = 0;
+    int rc;
+
+    *next = NULL;
+    *next_len = 0;
+    bind_blob(st, 1, q->start, q->start_len);
+    if (q->end_len)
+        bind_blob(st, 2, q->end, q->end_len);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (listed >= q->limit ||
+            (q->scan_budget && scanned >= q->scan_budget) ||
+            (q->byte_budget && bytes >= q->byte_budget)) {
+            /* Stop here: this row is the first of the next page. */
+            if (copy_next_key(st, next, next_len) != 0)
+                result = -1;
+            break;
+        }
+        scanned++;
+        uint64_t h = column_u64(st, 1);
+        int tomb = sqlite3_column_int(st, 6);
+        if (!hash_in_range(q, h) || (tomb && !q->include_tombstones))
+            continue;
+        struct store_entry e = {
+            .key = sqlite3_column_blob(st, 0),
+            .key_len = (size_t)sqlite3_column_bytes(st, 0),
+            .stamp = {
+                .epoch = column_u64(st, 2),
+                .counter = column_u64(st, 3),
+                .writer = sqlite3_column_blob(st, 4),
+                .writer_len = (size_t)sqlite3_column_bytes(st, 4),
+                .nonce = column_u64(st, 5),
+            },
+            .tombstone = tomb,
+        };
+        if (fn(arg, &e) != 0) {
+            result = -1;
+            break;
+        }
+        listed++;
+        bytes += e.key_len;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = -1;
+    finish(st);
+    if (result < 0) {
+        free(*next);
+        *next = NULL;
+        *next_len = 0;
+        return -1;
+    }
+    return (long)listed;
+}
+
+/* ---- pool, clock, counters ------------------------------------------ */
+
+struct store_reader *
+store_reader_get(struct store *s)
+{
+    struct store_reader *r;
+
+    pthread_mutex_lock(&s->lock);
+    while (s->free_readers == NULL && s->nreaders >= STORE_READERS_MAX)
+        pthread_cond_wait(&s->reader_freed, &s->lock);
+    if ((r = s->free_readers) != NULL) {
+        s->free_readers = r->next_free;
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    /* Opening is rare (at most STORE_READERS_MAX times): hold the lock. */
+    r = open_reader(s->path);
+    if (r != NULL)
+        s->readers[s->nreaders++] = r;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+void
+store_reader_put(struct store *s, struct store_reader *r)
+{
+    pthread_mutex_lock(&s->lock);
+    r->next_free = s->free_readers;
+    s->free_readers = r;
+    pthread_cond_signal(&s->reader_freed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct clock
+store_clock(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct clock c = s->clock;
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
+void
+store_stats(struct store *s, struct store_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    out->clock = s->clock;
+    pthread_mutex_unlock(&s->lock);
+}
+
+uint64_t
+store_bytes_on_disk(struct store *s, struct store_reader *r)
+{
+    uint64_t bytes = 0;
+    if (sqlite3_step(r->page_count) == SQLITE_ROW)
+        bytes = column_u64(r->page_count, 0) * s->page_size;
+    sqlite3_reset(r->page_count);
+
+    char wal[4096];
+    struct stat st;
+    snprintf(wal, sizeof(wal), "%s-wal", s->path);
+    if (stat(wal, &st) == 0)
+        bytes += (uint64_t)st.st_size;
+    return bytes;
+}
