@@ -1,0 +1,249 @@
+/*
+ * quorum.c - collecting replica answers and deciding a quorum round.
+ *
+ * The coordinator (worker/coord_cluster.c) feeds every answer, failure
+ * and timeout of a round in here and asks what to do next; all the rules
+ * of DESIGN.md section 2 that don't need a socket live in this file, so
+ * t/unit/test_quorum.c can check them one event at a time.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quorum.h"
+
+unsigned
+quorum_majority(unsigned n)
+{
+    return n / 2 + 1;
+}
+
+unsigned
+quorum_required(int consistency, unsigned n, unsigned configured)
+{
+    switch (consistency) {
+    case QUORUM_CONS_QUORUM:
+        if (configured == 0 || configured > n)
+            return quorum_majority(n);
+        return configured;
+    case QUORUM_CONS_ONE:
+        return n > 0 ? 1 : 0;
+    case QUORUM_CONS_ALL:
+        return n;
+    default:
+        return 0;
+    }
+}
+
+void
+quorum_init(struct quorum *q, unsigned n, unsigned required)
+{
+    memset(q, 0, sizeof(*q));
+    q->n = n > QUORUM_MAX_REPLICAS ? QUORUM_MAX_REPLICAS : n;
+    q->required = required;
+    q->winner_index = -1;
+}
+
+void
+quorum_free(struct quorum *q)
+{
+    free((void *)q->winner.writer);
+    q->winner.writer = NULL;
+    q->winner.writer_len = 0;
+}
+
+void
+quorum_sent(struct quorum *q, unsigned i)
+{
+    if (i < q->n)
+        q->sent[i] = 1;
+}
+
+int
+quorum_ack(struct quorum *q, unsigned i)
+{
+    if (i >= q->n)
+        return 0;
+    if (q->rep[i] != QREP_PENDING && q->rep[i] != QREP_REPAIRING)
+        return 0;
+    q->rep[i] = QREP_HOLDS;
+    q->sent[i] = 1;
+    return 1;
+}
+
+int
+quorum_fail(struct quorum *q, unsigned i, const char *why)
+{
+    if (i >= q->n)
+        return 0;
+    if (q->rep[i] != QREP_PENDING && q->rep[i] != QREP_REPAIRING)
+        return 0;
+    q->rep[i] = QREP_FAILED;
+    snprintf(q->why[i], sizeof(q->why[i]), "%s", why ? why : "failed");
+    return 1;
+}
+
+void
+quorum_expire(struct quorum *q, const char *why)
+{
+    for (unsigned i = 0; i < q->n; i++)
+        quorum_fail(q, i, why);
+}
+
+/* Take version as the winner: copy its writer, since answers die. */
+static int
+set_winner(struct quorum *q, unsigned i, const struct stamp *v)
+{
+    uint8_t *w = malloc(v->writer_len ? v->writer_len : 1);
+    if (w == NULL)
+        return -1;
+    if (v->writer_len)
+        memcpy(w, v->writer, v->writer_len);
+    free((void *)q->winner.writer);
+    q->winner = *v;
+    q->winner.writer = w;
+    q->have_winner = 1;
+    q->winner_index = (int)i;
+    return 0;
+}
+
+/* Compare an answer with the winner: absent is older than any version. */
+static int
+cmp_winner(const struct quorum *q, const struct stamp *v)
+{
+    if (!q->have_winner)
+        return v == NULL ? 0 : 1;
+    if (v == NULL)
+        return -1;
+    return stamp_cmp(v, &q->winner);
+}
+
+enum quorum_answer
+quorum_answer(struct quorum *q, unsigned i, const struct stamp *version)
+{
+    enum quorum_answer what;
+
+    if (i >= q->n || q->rep[i] != QREP_PENDING)
+        return QANS_IGNORED;
+    q->sent[i] = 1;
+    int c = cmp_winner(q, version);
+    if (q->decided) {
+        /* The winner is frozen: newer means a concurrent write, which
+         * holds at least the winner; older or absent needs repair. */
+        q->rep[i] = c >= 0 ? QREP_HOLDS : QREP_STALE;
+        what = c > 0 ? QANS_NEWER_LATE : c == 0 ? QANS_EQUAL : QANS_OLDER;
+    } else if (c > 0) {
+        int first = !q->have_winner;
+        if (set_winner(q, i, version) != 0) {
+            quorum_fail(q, i, "out of memory");
+            return QANS_IGNORED;
+        }
+        /* Everyone who held the old winner is now behind. */
+        for (unsigned j = 0; j < q->n; j++)
+            if (q->rep[j] == QREP_HOLDS)
+                q->rep[j] = QREP_STALE;
+        q->rep[i] = QREP_HOLDS;
+        what = first ? QANS_FIRST : QANS_NEWER;
+    } else {
+        q->rep[i] = c == 0 ? QREP_HOLDS : QREP_STALE;
+        what = c == 0 ? QANS_EQUAL : QANS_OLDER;
+    }
+    if (!q->decided && quorum_answered(q) >= q->required)
+        q->decided = 1;
+    return what;
+}
+
+void
+quorum_repairing(struct quorum *q, unsigned i)
+{
+    if (i < q->n && q->rep[i] == QREP_STALE)
+        q->rep[i] = QREP_REPAIRING;
+}
+
+unsigned
+quorum_count(const struct quorum *q, enum quorum_rep state)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < q->n; i++)
+        k += q->rep[i] == state;
+    return k;
+}
+
+unsigned
+quorum_answered(const struct quorum *q)
+{
+    return quorum_count(q, QREP_HOLDS) + quorum_count(q, QREP_STALE) +
+           quorum_count(q, QREP_REPAIRING);
+}
+
+enum quorum_state
+quorum_write_state(const struct quorum *q)
+{
+    unsigned holds = quorum_count(q, QREP_HOLDS);
+    if (holds >= q->required)
+        return QUORUM_MET;
+    unsigned may = quorum_count(q, QREP_PENDING) +
+                   quorum_count(q, QREP_REPAIRING);
+    return holds + may < q->required ? QUORUM_IMPOSSIBLE : QUORUM_WAIT;
+}
+
+enum quorum_state
+quorum_read_state(const struct quorum *q)
+{
+    unsigned pending = quorum_count(q, QREP_PENDING);
+    if (!q->decided)
+        return quorum_answered(q) + pending < q->required
+            ? QUORUM_IMPOSSIBLE : QUORUM_WAIT;
+    unsigned holds = quorum_count(q, QREP_HOLDS);
+    unsigned stale = quorum_count(q, QREP_STALE);
+    unsigned repairing = quorum_count(q, QREP_REPAIRING);
+    if (holds >= q->required)
+        return QUORUM_MET;
+    if (holds + stale + repairing + pending < q->required)
+        return QUORUM_IMPOSSIBLE;
+    return stale > 0 ? QUORUM_REPAIR : QUORUM_WAIT;
+}
+
+int
+quorum_failure_status(const struct quorum *q, int value_phase)
+{
+    if (value_phase)
+        for (unsigned i = 0; i < q->n; i++)
+            if (q->sent[i])
+                return 3;       /* rzkv.Status UNKNOWN */
+    return 2;                   /* rzkv.Status UNAVAILABLE */
+}
+
+int
+quorum_describe(const struct quorum *q, const char *const *names,
+                char *buf, size_t len)
+{
+    size_t off = 0;
+    int total = 0;
+    int n;
+
+#define APPEND(...) do {                                            \
+        n = snprintf(off < len ? buf + off : NULL,                  \
+                     off < len ? len - off : 0, __VA_ARGS__);       \
+        if (n > 0) {                                                \
+            total += n;                                             \
+            off += (size_t)n;                                       \
+        }                                                           \
+    } while (0)
+
+    if (len > 0)
+        buf[0] = '\0';
+    APPEND("%u of %u replicas needed", q->required, q->n);
+    const char *sep = "; failed: ";
+    for (unsigned i = 0; i < q->n; i++) {
+        if (q->rep[i] != QREP_FAILED)
+            continue;
+        APPEND("%snode %s (%s)", sep, names && names[i] ? names[i] : "?",
+               q->why[i]);
+        sep = ", ";
+    }
+#undef APPEND
+    return total;
+}
