@@ -10,6 +10,11 @@
  *   cluster.yml:4:18: cluster.replica_count: expected an integer in 1..3
  *     (the number of nodes), got "5"
  *
+ * Relative paths in node.yml (data_dir, run_dir, log.file, tls.*) are
+ * taken relative to the directory of the file itself and stored absolute,
+ * so a file means the same from any working directory.  String fields are
+ * never NULL: an unset optional one is "".
+ *
  * Returned structures are owned by the caller; free them with conf_*_free.
  */
 #ifndef RZKV_CONF_H
@@ -31,13 +36,15 @@ struct node_conf {
     char *id;                   /* node.id (required) */
     char *local_address;        /* node.local_address "host:port" (required) */
     char *local_metrics_address;/* node.local_metrics_address, "" if unset */
-    char *data_dir;             /* node.data_dir (default "./data/ID") */
+    char *data_dir;             /* node.data_dir (default "./data/ID"),
+                                 * absolute */
     char *run_dir;              /* node.run_dir (default DATA_DIR/run) */
     int storage_workers;        /* node.storage_workers (default 2, 1..64) */
     int coordinator_workers;    /* node.coordinator_workers (default 1, 1..64) */
     enum durability durability; /* node.durability: full | normal */
     uint64_t max_value_size;    /* node.max_value_size (default 16 MiB) */
-    char *log_file;             /* node.log.file: "" stderr, path, "syslog" */
+    char *log_file;             /* node.log.file: "" stderr, absolute path,
+                                 * or "syslog" */
     int log_level;              /* node.log.level (enum log_level) */
     char *tls_cert;             /* node.tls.cert_file, "" if unset */
     char *tls_key;              /* node.tls.key_file */
@@ -76,6 +83,11 @@ void conf_cluster_free(struct cluster_conf *c);
 
 /* Index of node id in c->nodes, or -1. */
 int conf_cluster_find(const struct cluster_conf *c, const char *id);
+
+/* 0 if node n->id is one of c's nodes; -1 with a message in err. */
+int conf_node_in_cluster(const struct node_conf *n,
+                         const struct cluster_conf *c, char *err,
+                         size_t errlen);
 
 /*
  * Split "host:port" (or "[v6]:port", or ":port" meaning 127.0.0.1) into
