@@ -1,16 +1,990 @@
-/* storage.c - placeholder until the storage worker lands: reports ready
- * and waits for the supervisor. */
+/*
+ * storage.c - the storage worker: serves one shard of the node's data
+ * (worker/store.c) to coordinators and peers over the Node API.
+ *
+ *   rzkvd -P storage -I INSTANCE NODE.yml CLUSTER.yml
+ *
+ * Listens (nng REP, many contexts in flight) on ipc://RUN_DIR/storage-I.ipc
+ * and owns DATA_DIR/shard-I.db.  It answers NodeBatch (ReplicaGet,
+ * ReplicaSet, ClockGet, ClockSet; one result per operation, in order),
+ * ListKeys, NodeInfoRequest and HealthRequest; anything else gets an
+ * UNSUPPORTED reply, undecodable bytes an INVALID one.
+ *
+ * Threads and the path of a request:
+ *  - nng's callback threads decode requests.  Batches of reads only
+ *    (ReplicaGet, ClockGet), listings, info and health are answered there,
+ *    from a pooled WAL read connection: reads never wait behind an fsync.
+ *  - A batch with any write (ReplicaSet, ClockSet) is queued for the one
+ *    writer thread.  It takes everything queued, applies it all in one
+ *    transaction, commits (one fsync for the lot in node.durability full),
+ *    and only then sends every reply: a write is acknowledged only once
+ *    durable, and a read arriving after the acknowledgement sees it.
+ *  - The main thread waits for supervisor commands.
+ *
+ * EXIT STATUS (documented in rzkvd(8))
+ *   0   stopped: "stop" from the supervisor, or SIGTERM/SIGINT when run
+ *       standalone; in-flight requests were answered, the database closed.
+ *       Also when the supervisor's channel reaches EOF: the worker exits at
+ *       once (every acknowledged write is already durable).
+ *   1   environment failure (memory, nng, another live worker on the
+ *       socket): the supervisor restarts it with backoff.
+ *   78  RZKV_EXIT_CONFIG, do not restart: the data or run directory or the
+ *       database can't be created or opened, the database is corrupt
+ *       (PRAGMA quick_check), is not an rzkv shard, has another format
+ *       version, or records another shard index or storage worker count
+ *       than node.yml says.  The log line names the file.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "conf.h"
 #include "log.h"
+#include "ring.h"
+#include "store.h"
+#include "wire.h"
 #include "worker.h"
+
+#define STORAGE_CONTEXTS        128         /* requests in flight */
+#define STORAGE_RECV_HEADROOM   (1u << 20)  /* message bytes beyond a value */
+#define STORAGE_MAX_BATCH_OPS   65536
+#define STORAGE_LIST_DEFAULT    1000
+#define STORAGE_LIST_MAX        10000
+#define STORAGE_LIST_SCAN       100000      /* rows examined per page */
+#define STORAGE_LIST_BYTES      (4u << 20)  /* key bytes per page */
+#define STORAGE_STOP_WAIT_S     10
+#define STORAGE_BAD_LOG_PER_S   10
+#define STORAGE_OUT_CACHE       64          /* ops whose results a context
+                                             * keeps allocated for reuse */
+
+enum op_kind {
+    OP_ANSWERED = 0,        /* refused at validation; result already set */
+    OP_GET,
+    OP_SET,
+    OP_CLOCK_GET,
+    OP_CLOCK_SET,
+};
+
+/* One operation's result and the storage its reply points into. */
+struct op_out {
+    enum op_kind kind;
+    Rzkv__NodeResult res;
+    Rzkv__Entry entry;
+    Rzkv__Stamp stamp;
+    Rzkv__Clock clock;
+    struct store_item item;
+};
+
+struct storage;
+
+/* One nng REP context: one request at a time, from receive to reply. */
+struct sctx {
+    struct storage *sw;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int sending;
+    /* The batch being served. */
+    nng_msg *msg;
+    Rzkv__Envelope *env;
+    struct op_out *out;
+    Rzkv__NodeResult **results; /* &out[i].res, for the reply */
+    size_t nout;
+    size_t out_cap;
+    struct sctx *next;          /* writer queue */
+};
+
+struct storage {
+    int instance;
+    unsigned shards;            /* node.storage_workers */
+    uint64_t max_value;
+    struct store *store;
+    nng_socket sock;
+    struct sctx ctxs[STORAGE_CONTEXTS];
+    pthread_t writer;
+
+    pthread_mutex_t lock;       /* everything below */
+    pthread_cond_t work;        /* writer: queue not empty, or quit */
+    pthread_cond_t idle;        /* stop: inflight reached 0 */
+    struct sctx *queue_head;
+    struct sctx **queue_tail;
+    unsigned inflight;          /* requests received and not yet answered */
+    int stopping;
+    int writer_quit;
+
+    pthread_mutex_t bad_lock;   /* rate limit of bad-request log lines */
+    time_t bad_second;
+    unsigned bad_logged;
+    unsigned bad_dropped;
+};
+
+static void ctx_callback(void *arg);
+
+/* ---- logging of bad input: one line each, at most N a second ---------- */
+
+static void
+bad_request(struct storage *sw, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+bad_request(struct storage *sw, const char *fmt, ...)
+{
+    time_t now = time(NULL);
+    unsigned dropped = 0;
+    int show;
+
+    pthread_mutex_lock(&sw->bad_lock);
+    if (now != sw->bad_second) {
+        dropped = sw->bad_dropped;
+        sw->bad_second = now;
+        sw->bad_logged = 0;
+        sw->bad_dropped = 0;
+    }
+    show = sw->bad_logged < STORAGE_BAD_LOG_PER_S;
+    if (show)
+        sw->bad_logged++;
+    else
+        sw->bad_dropped++;
+    pthread_mutex_unlock(&sw->bad_lock);
+
+    if (dropped)
+        log_warnx("%u more bad requests not logged", dropped);
+    if (show) {
+        char text[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        log_warnx("%s", text);
+    }
+}
+
+/* ---- request lifecycle ------------------------------------------------ */
+
+static void
+ctx_recv(struct sctx *c)
+{
+    c->sending = 0;
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+/* Free what the request held, keeping a small result array for reuse. */
+static void
+ctx_release(struct sctx *c)
+{
+    for (size_t i = 0; i < c->nout; i++)
+        store_item_free(&c->out[i].item);
+    if (c->out_cap > STORAGE_OUT_CACHE) {
+        free(c->out);
+        free(c->results);
+        c->out = NULL;
+        c->results = NULL;
+        c->out_cap = 0;
+    }
+    c->nout = 0;
+    if (c->env != NULL)
+        rzkv__envelope__free_unpacked(c->env, NULL);
+    c->env = NULL;
+}
+
+static void
+request_done(struct storage *sw)
+{
+    pthread_mutex_lock(&sw->lock);
+    if (--sw->inflight == 0)
+        pthread_cond_broadcast(&sw->idle);
+    pthread_mutex_unlock(&sw->lock);
+}
+
+/* Send msg (already packed with the reply) and free the request. */
+static void
+ctx_send(struct sctx *c)
+{
+    nng_msg *msg = c->msg;
+    c->msg = NULL;
+    ctx_release(c);
+    c->sending = 1;
+    nng_aio_set_msg(c->aio, msg);
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+static void
+reply_pack(struct sctx *c, const Rzkv__Reply *reply)
+{
+    if (wire_pack_into(c->msg, &reply->base) != 0 &&
+        wire_pack_error(c->msg, RZKV__STATUS__INTERNAL,
+                        "out of memory packing the reply") != 0) {
+        /* Can't even say so: drop it; the client's request times out. */
+        log_warnx("out of memory: request dropped");
+        nng_msg_free(c->msg);
+        c->msg = NULL;
+        ctx_release(c);
+        request_done(c->sw);
+        ctx_recv(c);
+        return;
+    }
+    ctx_send(c);
+}
+
+static void
+reply_error(struct sctx *c, Rzkv__Status status, const char *text)
+{
+    Rzkv__Reply reply = RZKV__REPLY__INIT;
+    reply.status = status;
+    reply.message = (char *)text;
+    reply_pack(c, &reply);
+}
+
+/* ---- NodeBatch -------------------------------------------------------- */
+
+static int
+ensure_out(struct sctx *c, size_t n)
+{
+    if (n > c->out_cap) {
+        struct op_out *out = realloc(c->out, n * sizeof(*out));
+        if (out == NULL)
+            return -1;
+        c->out = out;
+        Rzkv__NodeResult **results = realloc(c->results,
+                                             n * sizeof(*results));
+        if (results == NULL)
+            return -1;
+        c->results = results;
+        c->out_cap = n;
+    }
+    c->nout = n;
+    for (size_t i = 0; i < n; i++) {
+        struct op_out *o = &c->out[i];
+        o->kind = OP_ANSWERED;
+        o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
+        o->entry = (Rzkv__Entry)RZKV__ENTRY__INIT;
+        o->stamp = (Rzkv__Stamp)RZKV__STAMP__INIT;
+        o->clock = (Rzkv__Clock)RZKV__CLOCK__INIT;
+        o->item.buf = NULL;
+        c->results[i] = &o->res;
+    }
+    return 0;
+}
+
+static void
+op_refuse(struct storage *sw, struct op_out *o, size_t i, Rzkv__Status st,
+          const char *text)
+{
+    o->kind = OP_ANSWERED;
+    o->res.status = st;
+    o->res.message = (char *)text;
+    bad_request(sw, "node.batch op %zu: %s: %s", i, wire_status_str(st),
+                text);
+}
+
+/* A key must be 1..RZKV_MAX_KEY bytes and belong to this shard. */
+static const char *
+key_problem(struct storage *sw, const ProtobufCBinaryData *key)
+{
+    if (key->len == 0)
+        return "empty key";
+    if (key->len > RZKV_MAX_KEY)
+        return "key longer than 65536 bytes";
+    if (ring_shard(key->data, key->len, sw->shards) != (unsigned)sw->instance)
+        return "key belongs to another storage worker of this node";
+    return NULL;
+}
+
+/* Classify and check one operation; returns 1 if it writes. */
+static int
+op_check(struct storage *sw, const Rzkv__NodeOp *op, struct op_out *o,
+         size_t i)
+{
+    const ProtobufCBinaryData *key = NULL;
+    const char *why;
+
+    switch (op->op_case) {
+    case RZKV__NODE_OP__OP_GET:
+        o->kind = OP_GET;
+        key = &op->get->key;
+        break;
+    case RZKV__NODE_OP__OP_SET: {
+        const Rzkv__Entry *e = op->set->entry;
+        if (e == NULL) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID, "set without an entry");
+            return 0;
+        }
+        if (e->stamp == NULL) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID, "set without a stamp");
+            return 0;
+        }
+        if (e->tombstone && e->value.len != 0) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID,
+                      "tombstone with a value");
+            return 0;
+        }
+        if (e->value.len > sw->max_value) {
+            op_refuse(sw, o, i, RZKV__STATUS__TOO_LARGE,
+                      "value larger than node.max_value_size");
+            return 0;
+        }
+        o->kind = OP_SET;
+        key = &e->key;
+        break;
+    }
+    case RZKV__NODE_OP__OP_CLOCK_GET:
+        o->kind = OP_CLOCK_GET;
+        key = &op->clock_get->key;
+        break;
+    case RZKV__NODE_OP__OP_CLOCK_SET:
+        if (op->clock_set->clock == NULL) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID,
+                      "clock set without a clock");
+            return 0;
+        }
+        o->kind = OP_CLOCK_SET;
+        key = &op->clock_set->key;
+        break;
+    default:
+        op_refuse(sw, o, i, RZKV__STATUS__UNSUPPORTED, "unknown operation");
+        return 0;
+    }
+    if ((why = key_problem(sw, key)) != NULL) {
+        op_refuse(sw, o, i, RZKV__STATUS__INVALID, why);
+        return 0;
+    }
+    return o->kind == OP_SET || o->kind == OP_CLOCK_SET;
+}
+
+/* Point a get's result at the version read (found) or at nothing. */
+static void
+op_got(struct op_out *o, int found)
+{
+    if (found < 0) {
+        o->res.status = RZKV__STATUS__INTERNAL;
+        o->res.message = "storage read failed";
+        return;
+    }
+    o->res.status = RZKV__STATUS__OK;
+    if (!found)
+        return;
+    const struct store_entry *e = &o->item.e;
+    o->stamp.epoch = e->stamp.epoch;
+    o->stamp.counter = e->stamp.counter;
+    o->stamp.writer.data = (uint8_t *)e->stamp.writer;
+    o->stamp.writer.len = e->stamp.writer_len;
+    o->stamp.nonce = e->stamp.nonce;
+    o->entry.key.data = (uint8_t *)e->key;
+    o->entry.key.len = e->key_len;
+    o->entry.stamp = &o->stamp;
+    o->entry.tombstone = e->tombstone != 0;
+    if (!e->tombstone) {
+        o->entry.value.data = (uint8_t *)e->value;
+        o->entry.value.len = e->value_len;
+    }
+    o->res.entry = &o->entry;
+}
+
+static void
+op_set_clock(struct op_out *o, struct clock c)
+{
+    o->clock.epoch = c.epoch;
+    o->clock.counter = c.counter;
+    o->res.clock = &o->clock;
+}
+
+/* Pack the batch's results (in op order) and send them. */
+static void
+batch_reply(struct sctx *c)
+{
+    Rzkv__NodeBatchReply body = RZKV__NODE_BATCH_REPLY__INIT;
+    Rzkv__Reply reply = RZKV__REPLY__INIT;
+
+    body.n_results = c->nout;
+    body.results = c->results;
+    reply.status = RZKV__STATUS__OK;
+    reply.message = "";
+    reply.body_case = RZKV__REPLY__BODY_NODE;
+    reply.node = &body;
+    reply_pack(c, &reply);
+}
+
+/* A batch of reads only: answered here, from a read connection. */
+static void
+batch_read(struct sctx *c)
+{
+    struct storage *sw = c->sw;
+    Rzkv__NodeBatch *b = c->env->node;
+    struct store_reader *r = NULL;
+    struct clock now = store_clock(sw->store);
+
+    for (size_t i = 0; i < c->nout; i++) {
+        struct op_out *o = &c->out[i];
+        if (o->kind == OP_GET) {
+            if (r == NULL && (r = store_reader_get(sw->store)) == NULL) {
+                op_got(o, -1);
+                continue;
+            }
+            const ProtobufCBinaryData *k = &b->ops[i]->get->key;
+            op_got(o, store_get(r, k->data, k->len, &o->item));
+        } else if (o->kind == OP_CLOCK_GET) {
+            o->res.status = RZKV__STATUS__OK;
+            op_set_clock(o, now);
+        }
+    }
+    if (r != NULL)
+        store_reader_put(sw->store, r);
+    batch_reply(c);
+}
+
+static void
+writer_enqueue(struct storage *sw, struct sctx *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&sw->lock);
+    *sw->queue_tail = c;
+    sw->queue_tail = &c->next;
+    pthread_cond_signal(&sw->work);
+    pthread_mutex_unlock(&sw->lock);
+}
+
+static void
+handle_batch(struct sctx *c)
+{
+    struct storage *sw = c->sw;
+    Rzkv__NodeBatch *b = c->env->node;
+    int writes = 0;
+
+    if (b->n_ops > STORAGE_MAX_BATCH_OPS) {
+        bad_request(sw, "node.batch of %zu ops (at most %d)", b->n_ops,
+                    STORAGE_MAX_BATCH_OPS);
+        reply_error(c, RZKV__STATUS__INVALID, "too many operations in batch");
+        return;
+    }
+    if (ensure_out(c, b->n_ops) != 0) {
+        log_warnx("out of memory for a batch of %zu ops", b->n_ops);
+        reply_error(c, RZKV__STATUS__INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < b->n_ops; i++)
+        writes += op_check(sw, b->ops[i], &c->out[i], i);
+    if (writes)
+        writer_enqueue(sw, c);
+    else
+        batch_read(c);
+}
+
+/* ---- the writer thread: group commit ---------------------------------- */
+
+/* Apply one batch's operations inside the open transaction. */
+static int
+group_apply(struct storage *sw, struct sctx *c, size_t *ops)
+{
+    Rzkv__NodeBatch *b = c->env->node;
+
+    for (size_t i = 0; i < c->nout; i++) {
+        struct op_out *o = &c->out[i];
+        const Rzkv__NodeOp *op = b->ops[i];
+        switch (o->kind) {
+        case OP_GET: {
+            int found = store_get_tx(sw->store, op->get->key.data,
+                                     op->get->key.len, &o->item);
+            op_got(o, found);
+            if (found < 0)
+                return -1;
+            break;
+        }
+        case OP_SET: {
+            const Rzkv__Entry *e = op->set->entry;
+            struct store_entry se = {
+                .key = e->key.data, .key_len = e->key.len,
+                .stamp = wire_stamp_view(e->stamp),
+                .tombstone = e->tombstone,
+                .value = e->value.data, .value_len = e->value.len,
+            };
+            int applied;
+            if (store_apply(sw->store, &se, &applied) != 0)
+                return -1;
+            o->res.applied = applied != 0;
+            break;
+        }
+        case OP_CLOCK_SET: {
+            struct clock cl = wire_clock_view(op->clock_set->clock);
+            store_clock_raise(sw->store, &cl);
+            break;
+        }
+        default:
+            continue;
+        }
+        (*ops)++;
+    }
+    return 0;
+}
+
+/* After the commit (or its failure): complete the results and reply. */
+static void
+group_reply(struct sctx *c, int ok, struct clock now)
+{
+    for (size_t i = 0; i < c->nout; i++) {
+        struct op_out *o = &c->out[i];
+        if (o->kind == OP_ANSWERED)
+            continue;
+        if (!ok) {
+            store_item_free(&o->item);
+            o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
+            o->res.status = RZKV__STATUS__INTERNAL;
+            o->res.message = "storage write failed; nothing applied";
+            continue;
+        }
+        if (o->kind != OP_GET) {
+            o->res.status = RZKV__STATUS__OK;
+            op_set_clock(o, now);
+        }
+    }
+    batch_reply(c);     /* c may be reused from here on */
+}
+
+static void
+group_commit(struct storage *sw, struct sctx *list)
+{
+    size_t ops = 0, batches = 0;
+    int ok = store_begin(sw->store) == 0;
+
+    for (struct sctx *c = list; ok && c != NULL; c = c->next)
+        ok = group_apply(sw, c, &ops) == 0;
+    if (ok)
+        ok = store_commit(sw->store, ops) == 0;
+    else
+        store_rollback(sw->store);
+    if (!ok)
+        log_warnx("write transaction failed, %zu operations refused: %s",
+                  ops, store_errmsg(sw->store));
+
+    struct clock now = store_clock(sw->store);
+    for (struct sctx *c = list, *next; c != NULL; c = next, batches++) {
+        next = c->next;
+        group_reply(c, ok, now);
+    }
+    log_debug("group commit: %zu batches, %zu operations", batches, ops);
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct storage *sw = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&sw->lock);
+        while (sw->queue_head == NULL && !sw->writer_quit)
+            pthread_cond_wait(&sw->work, &sw->lock);
+        struct sctx *list = sw->queue_head;
+        sw->queue_head = NULL;
+        sw->queue_tail = &sw->queue_head;
+        pthread_mutex_unlock(&sw->lock);
+        if (list == NULL)
+            return NULL;        /* quit, and nothing left to commit */
+        group_commit(sw, list);
+    }
+}
+
+/* ---- ListKeys, NodeInfo, Health --------------------------------------- */
+
+struct list_out {
+    Rzkv__Entry **entries;
+    size_t n;
+};
+
+/* One listed entry: Entry, Stamp, key and writer in one allocation. */
+static int
+list_collect(void *arg, const struct store_entry *e)
+{
+    struct list_out *l = arg;
+    struct {
+        Rzkv__Entry entry;
+        Rzkv__Stamp stamp;
+        uint8_t bytes[];
+    } *p = malloc(sizeof(*p) + e->key_len + e->stamp.writer_len);
+    if (p == NULL)
+        return -1;
+    p->entry = (Rzkv__Entry)RZKV__ENTRY__INIT;
+    p->stamp = (Rzkv__Stamp)RZKV__STAMP__INIT;
+    memcpy(p->bytes, e->key, e->key_len);
+    if (e->stamp.writer_len)
+        memcpy(p->bytes + e->key_len, e->stamp.writer, e->stamp.writer_len);
+    p->entry.key.data = p->bytes;
+    p->entry.key.len = e->key_len;
+    p->stamp.epoch = e->stamp.epoch;
+    p->stamp.counter = e->stamp.counter;
+    p->stamp.writer.data = p->bytes + e->key_len;
+    p->stamp.writer.len = e->stamp.writer_len;
+    p->stamp.nonce = e->stamp.nonce;
+    p->entry.stamp = &p->stamp;
+    p->entry.tombstone = e->tombstone != 0;
+    l->entries[l->n++] = &p->entry;
+    return 0;
+}
+
+static void
+handle_list(struct sctx *c)
+{
+    struct storage *sw = c->sw;
+    const Rzkv__ListKeys *lk = c->env->list_keys;
+    struct store_list_query q = {
+        .start = lk->start_key.data, .start_len = lk->start_key.len,
+        .end = lk->end_key.data, .end_len = lk->end_key.len,
+        .any_hash = lk->hash_start == 0 && lk->hash_end == 0,
+        .hash_start = lk->hash_start, .hash_end = lk->hash_end,
+        .include_tombstones = lk->include_tombstones,
+        .limit = lk->limit ? lk->limit : STORAGE_LIST_DEFAULT,
+        .scan_budget = STORAGE_LIST_SCAN,
+        .byte_budget = STORAGE_LIST_BYTES,
+    };
+    if (q.limit > STORAGE_LIST_MAX)
+        q.limit = STORAGE_LIST_MAX;
+
+    struct list_out l = { calloc(q.limit, sizeof(Rzkv__Entry *)), 0 };
+    struct store_reader *r = store_reader_get(sw->store);
+    uint8_t *next = NULL;
+    size_t next_len = 0;
+    long n = -1;
+    if (l.entries != NULL && r != NULL)
+        n = store_list(r, &q, list_collect, &l, &next, &next_len);
+    if (r != NULL)
+        store_reader_put(sw->store, r);
+
+    if (n < 0) {
+        log_warnx("listing keys failed");
+        reply_error(c, RZKV__STATUS__INTERNAL, "listing keys failed");
+    } else {
+        Rzkv__ListKeysReply body = RZKV__LIST_KEYS_REPLY__INIT;
+        Rzkv__Reply reply = RZKV__REPLY__INIT;
+        body.n_entries = l.n;
+        body.entries = l.entries;
+        body.next_key.data = next;
+        body.next_key.len = next_len;
+        reply.status = RZKV__STATUS__OK;
+        reply.message = "";
+        reply.body_case = RZKV__REPLY__BODY_LIST_KEYS;
+        reply.list_keys = &body;
+        reply_pack(c, &reply);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.entries[i]);     /* the Entry is the allocation's start */
+    free(l.entries);
+    free(next);
+}
+
+static void
+handle_info(struct sctx *c)
+{
+    struct storage *sw = c->sw;
+    struct store_stats st;
+    uint64_t bytes = 0;
+
+    store_stats(sw->store, &st);
+    struct store_reader *r = store_reader_get(sw->store);
+    if (r != NULL) {
+        bytes = store_bytes_on_disk(sw->store, r);
+        store_reader_put(sw->store, r);
+    }
+
+    Rzkv__Clock clock = RZKV__CLOCK__INIT;
+    Rzkv__WorkerInfo info = RZKV__WORKER_INFO__INIT;
+    Rzkv__WorkerInfo *infos[1] = { &info };
+    Rzkv__NodeInfoReply body = RZKV__NODE_INFO_REPLY__INIT;
+    Rzkv__Reply reply = RZKV__REPLY__INIT;
+    clock.epoch = st.clock.epoch;
+    clock.counter = st.clock.counter;
+    info.role = ROLE_STORAGE;
+    info.instance = (uint32_t)sw->instance;
+    info.entries = st.entries;
+    info.bytes_on_disk = bytes;
+    info.epoch = st.epoch;
+    info.clock = &clock;
+    info.fsyncs = st.fsyncs;
+    info.commits = st.commits;
+    info.ops_committed = st.ops_committed;
+    body.n_workers = 1;
+    body.workers = infos;
+    reply.status = RZKV__STATUS__OK;
+    reply.message = "";
+    reply.body_case = RZKV__REPLY__BODY_NODE_INFO;
+    reply.node_info = &body;
+    reply_pack(c, &reply);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static void
+handle_request(struct sctx *c)
+{
+    struct storage *sw = c->sw;
+    char text[128];
+
+    c->env = wire_unpack_envelope(c->msg);
+    if (c->env == NULL) {
+        bad_request(sw, "malformed message (%zu bytes)", nng_msg_len(c->msg));
+        reply_error(c, RZKV__STATUS__INVALID, "malformed message");
+        return;
+    }
+    switch (c->env->msg_case) {
+    case RZKV__ENVELOPE__MSG_NODE:
+        handle_batch(c);
+        break;
+    case RZKV__ENVELOPE__MSG_LIST_KEYS:
+        handle_list(c);
+        break;
+    case RZKV__ENVELOPE__MSG_NODE_INFO:
+        handle_info(c);
+        break;
+    case RZKV__ENVELOPE__MSG_HEALTH:
+        reply_error(c, RZKV__STATUS__OK, "ok");
+        break;
+    default:
+        snprintf(text, sizeof(text), "unsupported message type %s: storage "
+                 "workers serve the Node API", wire_envelope_type_str(c->env));
+        bad_request(sw, "%s", text);
+        reply_error(c, RZKV__STATUS__UNSUPPORTED, text);
+        break;
+    }
+}
+
+static void
+ctx_callback(void *arg)
+{
+    struct sctx *c = arg;
+    struct storage *sw = c->sw;
+    int rv = nng_aio_result(c->aio);
+
+    if (c->sending) {
+        if (rv != 0) {
+            /* The requester is gone; its message is still ours. */
+            nng_msg_free(nng_aio_get_msg(c->aio));
+        }
+        request_done(sw);
+        if (rv != NNG_ECLOSED)
+            ctx_recv(c);
+        return;
+    }
+    if (rv != 0) {
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+            return;             /* shutting down */
+        log_warnx("receive: %s", nng_strerror(rv));
+        ctx_recv(c);
+        return;
+    }
+    c->msg = nng_aio_get_msg(c->aio);
+    pthread_mutex_lock(&sw->lock);
+    sw->inflight++;
+    int stopping = sw->stopping;
+    pthread_mutex_unlock(&sw->lock);
+    if (stopping)
+        reply_error(c, RZKV__STATUS__STOPPING, "storage worker is stopping");
+    else
+        handle_request(c);
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+/* mkdir -p; 0 or -1 with errno. */
+static int
+make_dirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A socket file left by a dead worker is removed; one a live process
+ * answers on means another worker holds this instance.
+ */
+static void
+clear_stale_socket(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (!S_ISSOCK(st.st_mode))
+        fatalx_config("%s exists and is not a socket", path);
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fatal("socket");
+    int live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    close(fd);
+    if (live)
+        fatalx("%s: another process is listening there", path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        fatal("unlink stale socket %s", path);
+    log_info("removed stale socket %s", path);
+}
+
+static void
+storage_open_db(struct storage *sw, const struct node_conf *node)
+{
+    char path[4096], err[1024];
+
+    if (make_dirs(node->data_dir) != 0)
+        fatalx_config("cannot create data directory %s: %s", node->data_dir,
+                      strerror(errno));
+    snprintf(path, sizeof(path), RZKV_STORAGE_DB_FMT, node->data_dir,
+             sw->instance);
+    struct store_config cfg = {
+        .path = path,
+        .shard = sw->instance,
+        .shard_count = node->storage_workers,
+        .sync_full = node->durability == DURABILITY_FULL,
+    };
+    enum store_status st = store_open(&cfg, &sw->store, err, sizeof(err));
+    if (st != STORE_OK)
+        fatalx_config("%s", err);
+    struct store_stats stats;
+    store_stats(sw->store, &stats);
+    log_info("%s: %llu entries, epoch %llu, durability %s", path,
+             (unsigned long long)stats.entries,
+             (unsigned long long)stats.epoch,
+             cfg.sync_full ? "full (fsync at every commit)"
+                           : "normal (no fsync at commit: a power loss may "
+                             "lose the last acknowledged writes)");
+}
+
+static void
+storage_listen(struct storage *sw, const struct node_conf *node)
+{
+    char url[4096];
+    int rv;
+
+    if (make_dirs(node->run_dir) != 0)
+        fatalx_config("cannot create run directory %s: %s", node->run_dir,
+                      strerror(errno));
+    snprintf(url, sizeof(url), RZKV_STORAGE_IPC_FMT, node->run_dir,
+             sw->instance);
+    const char *path = url + strlen("ipc://");
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        fatalx_config("socket path %s is too long (node.run_dir)", path);
+    clear_stale_socket(path);
+
+    if ((rv = nng_rep0_open(&sw->sock)) != 0)
+        fatalx("nng_rep0_open: %s", nng_strerror(rv));
+    /* Larger messages are dropped by nng before they are read. */
+    nng_socket_set_size(sw->sock, NNG_OPT_RECVMAXSZ,
+                        (size_t)sw->max_value + STORAGE_RECV_HEADROOM);
+    for (int i = 0; i < STORAGE_CONTEXTS; i++) {
+        struct sctx *c = &sw->ctxs[i];
+        c->sw = sw;
+        if ((rv = nng_ctx_open(&c->ctx, sw->sock)) != 0 ||
+            (rv = nng_aio_alloc(&c->aio, ctx_callback, c)) != 0)
+            fatalx("nng context: %s", nng_strerror(rv));
+    }
+    if ((rv = nng_listen(sw->sock, url, NULL, 0)) != 0)
+        fatalx("listen on %s: %s", url, nng_strerror(rv));
+    for (int i = 0; i < STORAGE_CONTEXTS; i++)
+        ctx_recv(&sw->ctxs[i]);
+    log_info("listening on %s", url);
+}
+
+/* Answer what is in flight, commit what is queued, close everything. */
+static void
+storage_stop(struct storage *sw)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += STORAGE_STOP_WAIT_S;
+    pthread_mutex_lock(&sw->lock);
+    sw->stopping = 1;
+    while (sw->inflight > 0)
+        if (pthread_cond_timedwait(&sw->idle, &sw->lock, &deadline) != 0)
+            break;
+    if (sw->inflight > 0)
+        log_warnx("%u requests still in flight after %d s", sw->inflight,
+                  STORAGE_STOP_WAIT_S);
+    sw->writer_quit = 1;
+    pthread_cond_signal(&sw->work);
+    pthread_mutex_unlock(&sw->lock);
+    pthread_join(sw->writer, NULL);     /* commits anything still queued */
+
+    nng_close(sw->sock);
+    for (int i = 0; i < STORAGE_CONTEXTS; i++) {
+        nng_aio_stop(sw->ctxs[i].aio);
+        nng_aio_free(sw->ctxs[i].aio);
+        ctx_release(&sw->ctxs[i]);
+        free(sw->ctxs[i].out);
+        free(sw->ctxs[i].results);
+    }
+    store_close(sw->store);
+    log_info("stopped");
+}
+
 int
 storage_main(const struct node_conf *node, const char *cluster_path,
              int instance)
 {
-    (void)node; (void)cluster_path;
+    static struct storage sw;   /* large (contexts): not on the stack */
+    (void)cluster_path;         /* a shard needs no cluster view */
+
     worker_setup(ROLE_STORAGE, instance);
+    if (instance < 0 || instance >= node->storage_workers)
+        fatalx_config("instance %d out of range: node.storage_workers is %d",
+                      instance, node->storage_workers);
+    sw.instance = instance;
+    sw.max_value = node->max_value_size;
+    sw.shards = (unsigned)node->storage_workers;
+    pthread_mutex_init(&sw.lock, NULL);
+    pthread_mutex_init(&sw.bad_lock, NULL);
+    pthread_cond_init(&sw.work, NULL);
+    pthread_cond_init(&sw.idle, NULL);
+    sw.queue_tail = &sw.queue_head;
+
+    storage_open_db(&sw, node);         /* new epoch committed here */
+    if (pthread_create(&sw.writer, NULL, writer_main, &sw) != 0)
+        fatalx("cannot start the writer thread");
+    storage_listen(&sw, node);
     worker_ready();
-    while (worker_wait_command() == WORKER_CMD_RELOAD)
-        ;
-    return 0;
+
+    for (;;) {
+        switch (worker_wait_command()) {
+        case WORKER_CMD_STOP:
+            log_info("stopping");
+            storage_stop(&sw);
+            return RZKV_EXIT_OK;
+        case WORKER_CMD_RELOAD:
+            log_debug("reload: nothing to reload in a storage worker");
+            break;
+        case WORKER_CMD_EOF:
+            log_info("supervisor gone: exiting now");
+            _exit(RZKV_EXIT_OK);
+        }
+    }
 }
