@@ -1,16 +1,519 @@
-/* coord.c - placeholder until the coordinator lands: reports ready
- * and waits for the supervisor. */
+/*
+ * coord.c - the coordinator worker: coord_main() and its plumbing.
+ *
+ * A coordinator takes every request that reaches the node's address (the
+ * supervisor's front door forwards them to run_dir/coord-I.ipc) on a
+ * cooked REP socket with COORD_SLOTS contexts, and answers:
+ *
+ *   Cluster API (clients)   quorum reads and writes   coord_cluster.c
+ *   Node API (peers)        batches for local storage coord_node.c
+ *   Health                  at once, here
+ *
+ * It talks to the local storage workers (ipc) and to the peer nodes (tcp)
+ * through one dest each (dest.c).  Shape, in order: config, resources
+ * (storage and peer sockets, the listener), the 5 ms tick that enforces
+ * deadlines, ready, then the supervisor's commands: RELOAD builds a new
+ * cluster view beside the old one and swaps it (operations in flight keep
+ * the view they started with); STOP refuses new cluster requests, lets
+ * those in flight finish (bounded by the timeout) and exits 0.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "coord.h"
 #include "log.h"
+#include "wire.h"
 #include "worker.h"
+
+struct coord coord;
+
+/* ---- replies and logging -------------------------------------------------- */
+
+void
+srv_reply(struct srv *s, nng_msg *m)
+{
+    s->sending = 1;
+    nng_aio_set_msg(s->aio, m);
+    nng_ctx_send(s->ctx, s->aio);
+}
+
+void
+srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
+                const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (wire_pack_error(m, status, "%s", text) != 0)
+        nng_msg_clear(m);       /* an empty Reply still answers */
+    srv_reply(s, m);
+}
+
+void
+coord_log_bad(const char *fmt, ...)
+{
+    static nng_time window;
+    static unsigned lines, dropped;
+    char text[512];
+    va_list ap;
+
+    /* Called from any callback thread; a racy counter only risks a line
+     * more or less. */
+    nng_time now = nng_clock();
+    if (now - window >= 1000) {
+        if (dropped > 0)
+            log_warnx("%u more bad requests not logged", dropped);
+        window = now;
+        lines = dropped = 0;
+    }
+    if (++lines > 5) {
+        dropped++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    log_warnx("%s", text);
+}
+
+/* ---- the request slots ---------------------------------------------------- */
+
+static void
+srv_dispatch(struct srv *s, nng_msg *m)
+{
+    Rzkv__Envelope *env = wire_unpack_envelope(m);
+
+    if (env == NULL) {
+        __atomic_add_fetch(&coord.stats.bad, 1, __ATOMIC_RELAXED);
+        coord_log_bad("undecodable request (%zu bytes): replying INVALID",
+                      nng_msg_len(m));
+        srv_reply_error(s, m, RZKV__STATUS__INVALID,
+                        "undecodable request (%zu bytes)", nng_msg_len(m));
+        return;
+    }
+    __atomic_add_fetch(&coord.stats.requests, 1, __ATOMIC_RELAXED);
+    switch (env->msg_case) {
+    case RZKV__ENVELOPE__MSG_HEALTH:
+        rzkv__envelope__free_unpacked(env, NULL);
+        nng_msg_clear(m);       /* an empty Reply: status OK */
+        srv_reply(s, m);
+        return;
+    case RZKV__ENVELOPE__MSG_CLUSTER:
+        cluster_request(s, m, env);
+        return;
+    case RZKV__ENVELOPE__MSG_NODE:
+        node_batch(s, m, env);
+        return;
+    case RZKV__ENVELOPE__MSG_LIST_KEYS:
+        node_list_keys(s, m, env);
+        return;
+    case RZKV__ENVELOPE__MSG_NODE_INFO:
+        node_info(s, m, env);
+        return;
+    default:
+        rzkv__envelope__free_unpacked(env, NULL);
+        __atomic_add_fetch(&coord.stats.bad, 1, __ATOMIC_RELAXED);
+        coord_log_bad("request of unknown type (%zu bytes): "
+                      "replying UNSUPPORTED", nng_msg_len(m));
+        srv_reply_error(s, m, RZKV__STATUS__UNSUPPORTED,
+                        "unsupported request type");
+        return;
+    }
+}
+
+static void
+srv_cb(void *arg)
+{
+    struct srv *s = arg;
+    int rv = nng_aio_result(s->aio);
+
+    if (s->sending) {
+        s->sending = 0;
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(s->aio));
+            nng_aio_set_msg(s->aio, NULL);
+        }
+    } else if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(s->aio);
+        nng_aio_set_msg(s->aio, NULL);
+        srv_dispatch(s, m);
+        return;
+    }
+    if (rv == NNG_ECLOSED)
+        return;
+    nng_ctx_recv(s->ctx, s->aio);
+}
+
+/* ---- cluster views -------------------------------------------------------- */
+
+void
+topo_ref(struct topo *t)
+{
+    t->refs++;
+}
+
+void
+topo_unref(struct topo *t)
+{
+    if (t == NULL || --t->refs > 0)
+        return;
+    ring_free(&t->ring);
+    conf_cluster_free(t->conf);
+    free(t->dest);
+    free(t->names);
+    free(t);
+}
+
+/* The open peer for (id, url), if any. */
+static struct dest *
+peer_find(const char *id, const char *url)
+{
+    for (size_t i = 0; i < coord.npeers; i++) {
+        struct coord_peer *p = &coord.peers[i];
+        if (!p->retired && strcmp(p->id, id) == 0 && strcmp(p->url, url) == 0)
+            return p->dest;
+    }
+    return NULL;
+}
+
+static int
+peer_add(const char *id, const char *url, struct dest *d)
+{
+    struct coord_peer *np = realloc(coord.peers,
+                                    (coord.npeers + 1) * sizeof(*np));
+    if (np == NULL)
+        return -1;
+    coord.peers = np;
+    struct coord_peer *p = &coord.peers[coord.npeers];
+    memset(p, 0, sizeof(*p));
+    if ((p->id = strdup(id)) == NULL || (p->url = strdup(url)) == NULL) {
+        free(p->id);
+        return -1;
+    }
+    p->dest = d;
+    coord.npeers++;
+    return 0;
+}
+
+/*
+ * Build a cluster view from a loaded file: the ring, and a dest for every
+ * peer (reusing open ones).  Called by the main thread only, without the
+ * lock: peers are added under the lock.  NULL with err on failure; then
+ * conf is still the caller's.
+ */
+static struct topo *
+topo_build(struct cluster_conf *conf, char *err, size_t errlen)
+{
+    struct topo *t = calloc(1, sizeof(*t));
+    const char **ids = calloc(conf->node_count ? conf->node_count : 1,
+                              sizeof(*ids));
+
+    if (t == NULL || ids == NULL)
+        goto nomem;
+    t->refs = 1;
+    t->self = conf_cluster_find(conf, coord.node->id);
+    if (t->self < 0) {
+        snprintf(err, errlen, "%s: node %s is not in cluster.nodes",
+                 conf->path, coord.node->id);
+        goto fail;
+    }
+    if (conf->replica_count < 1 ||
+        conf->replica_count > QUORUM_MAX_REPLICAS) {
+        snprintf(err, errlen, "%s: cluster.replica_count %d: this "
+                 "coordinator supports 1..%d", conf->path,
+                 conf->replica_count, QUORUM_MAX_REPLICAS);
+        goto fail;
+    }
+    t->dest = calloc(conf->node_count, sizeof(*t->dest));
+    if (t->dest == NULL)
+        goto nomem;
+    for (size_t i = 0; i < conf->node_count; i++)
+        ids[i] = conf->nodes[i].id;
+    if (ring_init(&t->ring, conf->seed, ids, conf->node_count) != 0)
+        goto nomem;
+    t->names = ids;
+    ids = NULL;
+    for (size_t i = 0; i < conf->node_count; i++) {
+        const struct cluster_node *cn = &conf->nodes[i];
+        char url[512], name[300];
+        if ((int)i == t->self)
+            continue;
+        if (wire_address_url(cn->remote_address, url, sizeof(url)) != 0) {
+            snprintf(err, errlen, "%s: node %s: bad remote_address \"%s\"",
+                     conf->path, cn->id, cn->remote_address);
+            goto fail;
+        }
+        if ((t->dest[i] = peer_find(cn->id, url)) != NULL)
+            continue;
+        snprintf(name, sizeof(name), "node %s", cn->id);
+        t->dest[i] = dest_open(name, url, DEST_PEER, coord.lock,
+                               coord.recvmax, err, errlen);
+        if (t->dest[i] == NULL)
+            goto fail;
+        nng_mtx_lock(coord.lock);
+        int rv = peer_add(cn->id, url, t->dest[i]);
+        nng_mtx_unlock(coord.lock);
+        if (rv != 0) {
+            dest_close(t->dest[i]);
+            goto nomem;
+        }
+    }
+    t->conf = conf;
+    return t;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (t != NULL) {
+        if (t->names != NULL)
+            ring_free(&t->ring);
+        free(t->dest);
+        free(t->names);
+        free(t);
+    }
+    free(ids);
+    return NULL;
+}
+
+/* Retire the peers no view uses any more: ops to them fail at once. */
+static void
+retire_unused_peers(void)
+{
+    const struct topo *t = coord.topo;
+    for (size_t i = 0; i < coord.npeers; i++) {
+        struct coord_peer *p = &coord.peers[i];
+        int used = 0;
+        for (size_t k = 0; k < t->conf->node_count && !used; k++)
+            used = t->dest[k] == p->dest;
+        if (!used && !p->retired) {
+            p->retired = 1;
+            dest_retire(p->dest, "removed from the cluster");
+            log_info("node %s (%s) left this coordinator's view", p->id,
+                     p->url);
+        }
+    }
+}
+
+static void
+reload(const char *cluster_path)
+{
+    char err[CONF_ERR_MAX];
+    struct cluster_conf *conf;
+    struct topo *t;
+
+    if (conf_load_cluster(cluster_path, &conf, err, sizeof(err)) != 0) {
+        log_warnx("reload refused, keeping the current cluster: %s", err);
+        return;
+    }
+    if ((t = topo_build(conf, err, sizeof(err))) == NULL) {
+        log_warnx("reload refused, keeping the current cluster: %s", err);
+        conf_cluster_free(conf);
+        nng_mtx_lock(coord.lock);
+        retire_unused_peers();      /* peers opened for the refused view */
+        nng_mtx_unlock(coord.lock);
+        return;
+    }
+    nng_mtx_lock(coord.lock);
+    struct topo *old = coord.topo;
+    coord.topo = t;
+    retire_unused_peers();
+    topo_unref(old);
+    nng_mtx_unlock(coord.lock);
+    log_info("reloaded %s: %zu nodes, replica_count %d", cluster_path,
+             conf->node_count, conf->replica_count);
+}
+
+/* ---- the tick ------------------------------------------------------------- */
+
+static void
+tick_cb(void *arg)
+{
+    (void)arg;
+    nng_mtx_lock(coord.lock);
+    if (!coord.ticking) {
+        nng_mtx_unlock(coord.lock);
+        return;
+    }
+    nng_time now = nng_clock();
+    cluster_tick(now);
+    for (unsigned i = 0; i < coord.shards; i++)
+        dest_tick(coord.shard[i], now);
+    for (size_t i = 0; i < coord.npeers; i++)
+        dest_tick(coord.peers[i].dest, now);
+    nng_sleep_aio(COORD_TICK_MS, coord.tick);
+    nng_mtx_unlock(coord.lock);
+}
+
+/* ---- start and stop ------------------------------------------------------- */
+
+static void
+open_storage(void)
+{
+    char url[512], name[64], err[256];
+
+    coord.shards = (unsigned)coord.node->storage_workers;
+    coord.shard = calloc(coord.shards, sizeof(*coord.shard));
+    if (coord.shard == NULL)
+        fatal("calloc");
+    for (unsigned i = 0; i < coord.shards; i++) {
+        snprintf(url, sizeof(url), RZKV_STORAGE_IPC_FMT,
+                 coord.node->run_dir, (int)i);
+        snprintf(name, sizeof(name), "storage %u", i);
+        coord.shard[i] = dest_open(name, url, DEST_STORAGE, coord.lock,
+                                   coord.recvmax, err, sizeof(err));
+        if (coord.shard[i] == NULL)
+            fatalx("%s", err);
+    }
+}
+
+static void
+open_listener(void)
+{
+    char url[512];
+    int rv;
+
+    snprintf(url, sizeof(url), RZKV_COORD_IPC_FMT, coord.node->run_dir,
+             coord.instance);
+    /* A socket file left by a killed predecessor would refuse listen. */
+    if (unlink(url + strlen("ipc://")) != 0 && errno != ENOENT)
+        fatal("unlink %s", url + strlen("ipc://"));
+    if ((rv = nng_rep0_open(&coord.rep)) != 0)
+        fatalx("nng_rep0_open: %s", nng_strerror(rv));
+    if ((rv = nng_socket_set_size(coord.rep, NNG_OPT_RECVMAXSZ,
+                                  coord.recvmax)) != 0)
+        fatalx("%s: %s", NNG_OPT_RECVMAXSZ, nng_strerror(rv));
+    if ((rv = nng_listen(coord.rep, url, NULL, 0)) != 0)
+        fatalx("listen %s: %s", url, nng_strerror(rv));
+    coord.srv = calloc(COORD_SLOTS, sizeof(*coord.srv));
+    if (coord.srv == NULL)
+        fatal("calloc");
+    for (int i = 0; i < COORD_SLOTS; i++) {
+        struct srv *s = &coord.srv[i];
+        if ((rv = nng_ctx_open(&s->ctx, coord.rep)) != 0 ||
+            (rv = nng_aio_alloc(&s->aio, srv_cb, s)) != 0)
+            fatalx("request context: %s", nng_strerror(rv));
+        nng_ctx_recv(s->ctx, s->aio);
+    }
+    log_info("listening on %s", url);
+}
+
+static void
+init_writer(int instance)
+{
+    struct timespec ts;
+
+    coord.instance = instance;
+    int n = snprintf(coord.writer, sizeof(coord.writer), "%s/c%d",
+                     coord.node->id, instance);
+    if (n < 0 || (size_t)n >= sizeof(coord.writer))
+        fatalx_config("node id too long for a stamp writer");
+    coord.writer_len = (size_t)n;
+    /* Unique per stamp even across restarts of this coordinator: a
+     * restart takes far longer than a nanosecond per stamp minted. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    coord.nonce = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait (bounded) for the requests in flight to be answered. */
+static void
+drain(void)
+{
+    nng_mtx_lock(coord.lock);
+    coord.stopping = 1;
+    unsigned wait_ms = (unsigned)coord.topo->conf->timeout_ms + 1000;
+    nng_mtx_unlock(coord.lock);
+
+    nng_time end = nng_clock() + wait_ms;
+    for (;;) {
+        nng_mtx_lock(coord.lock);
+        unsigned left = coord.pending_replies;
+        nng_mtx_unlock(coord.lock);
+        if (left == 0)
+            break;
+        if (nng_clock() >= end) {
+            log_warnx("stopping with %u requests unanswered", left);
+            break;
+        }
+        nng_msleep(10);
+    }
+}
+
+static void
+shutdown_all(void)
+{
+    nng_mtx_lock(coord.lock);
+    coord.ticking = 0;
+    nng_mtx_unlock(coord.lock);
+    nng_aio_stop(coord.tick);
+    /* Fail what is still in flight (their requests get answers), then
+     * close the listener. */
+    for (unsigned i = 0; i < coord.shards; i++)
+        dest_close(coord.shard[i]);
+    for (size_t i = 0; i < coord.npeers; i++)
+        dest_close(coord.peers[i].dest);
+    nng_close(coord.rep);
+    for (int i = 0; i < COORD_SLOTS; i++)
+        nng_aio_free(coord.srv[i].aio);
+    nng_aio_free(coord.tick);
+}
+
 int
 coord_main(const struct node_conf *node, const char *cluster_path,
-             int instance)
+           int instance)
 {
-    (void)node; (void)cluster_path;
+    char err[CONF_ERR_MAX];
+    struct cluster_conf *conf;
+    int rv;
+
     worker_setup(ROLE_COORDINATOR, instance);
+    coord.node = node;
+    TAILQ_INIT(&coord.by_deadline);
+    init_writer(instance);
+    if (conf_load_cluster(cluster_path, &conf, err, sizeof(err)) != 0)
+        fatalx_config("%s", err);
+    if ((rv = nng_mtx_alloc(&coord.lock)) != 0)
+        fatalx("nng_mtx_alloc: %s", nng_strerror(rv));
+    coord.recvmax = (size_t)node->max_value_size + (1u << 20);
+
+    open_storage();
+    if ((coord.topo = topo_build(conf, err, sizeof(err))) == NULL)
+        fatalx_config("%s", err);
+    if ((rv = nng_aio_alloc(&coord.tick, tick_cb, NULL)) != 0)
+        fatalx("nng_aio_alloc: %s", nng_strerror(rv));
+    coord.ticking = 1;
+    nng_sleep_aio(COORD_TICK_MS, coord.tick);
+    open_listener();
+    log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
+             "workers", coord.writer, conf->node_count, conf->replica_count,
+             coord.shards);
     worker_ready();
-    while (worker_wait_command() == WORKER_CMD_RELOAD)
-        ;
-    return 0;
+
+    for (;;) {
+        switch (worker_wait_command()) {
+        case WORKER_CMD_RELOAD:
+            reload(cluster_path);
+            break;
+        case WORKER_CMD_STOP:
+            log_info("stopping");
+            drain();
+            shutdown_all();
+            return RZKV_EXIT_OK;
+        case WORKER_CMD_EOF:
+        default:
+            /* The supervisor is gone: nothing to answer to. */
+            _exit(RZKV_EXIT_OK);
+        }
+    }
 }

@@ -1,0 +1,115 @@
+/*
+ * coord.h - the coordinator worker's state, shared by its three files:
+ *
+ *   coord.c          coord_main(): sockets, request slots, the tick,
+ *                    reload and stop
+ *   coord_cluster.c  the Cluster API: quorum reads and writes (ABD)
+ *   coord_node.c     the Node API from peers: NodeBatch split over the
+ *                    local storage workers, key listing, node info
+ *
+ * Threads: nng's callbacks.  One lock (coord.lock) guards everything
+ * below that changes; it is never held across a blocking call.
+ */
+#ifndef RZKV_COORD_H
+#define RZKV_COORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <nng/nng.h>
+
+#include "conf.h"
+#include "dest.h"
+#include "quorum.h"
+#include "ring.h"
+#include "rzkv.pb-c.h"
+
+#define COORD_SLOTS          512    /* request contexts on the REP socket */
+#define COORD_MAX_CLUSTER    384    /* cluster ops at once: the rest of the
+                                     * slots stay free for peers' batches,
+                                     * so nodes can't starve each other */
+#define COORD_TICK_MS        5
+#define COORD_MAX_TIMEOUT_MS 600000
+
+/* One view of the cluster: what a reload replaces as a whole. */
+struct topo {
+    unsigned refs;
+    struct cluster_conf *conf;
+    struct ring ring;           /* node i of the ring is conf->nodes[i] */
+    int self;                   /* this node's index */
+    struct dest **dest;         /* per node; NULL for self */
+    const char **names;         /* per node: its id */
+};
+
+/* A request slot on the REP socket. */
+struct srv {
+    nng_ctx ctx;
+    nng_aio *aio;
+    int sending;
+};
+
+struct coord_peer {             /* every peer dest ever opened */
+    char *id;
+    char *url;
+    struct dest *dest;
+    int retired;
+};
+
+struct cop;
+TAILQ_HEAD(cop_list, cop);
+
+struct coord {
+    nng_mtx *lock;
+    const struct node_conf *node;
+    int instance;
+    char writer[300];           /* "NODE-ID/cINSTANCE" */
+    size_t writer_len;
+    uint64_t nonce;             /* per stamp minted, from CLOCK_REALTIME */
+    size_t recvmax;
+
+    struct topo *topo;
+    unsigned shards;
+    struct dest **shard;        /* local storage workers */
+    struct coord_peer *peers;
+    size_t npeers;
+
+    nng_socket rep;
+    struct srv *srv;
+    nng_aio *tick;
+    int stopping;               /* STOP received: refuse cluster requests */
+    int ticking;
+
+    struct cop_list by_deadline;/* cluster ops not yet answered */
+    unsigned cluster_ops;       /* answered or not: alive */
+    unsigned cluster_waiting;   /* not answered yet */
+    unsigned pending_replies;   /* requests taken and not answered */
+
+    struct {
+        uint64_t requests, gets, sets, dels, batches, batch_ops;
+        uint64_t unavailable, unknown, repairs, bad;
+    } stats;
+};
+
+extern struct coord coord;
+
+/* coord.c */
+void srv_reply(struct srv *s, nng_msg *m);
+void srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void topo_ref(struct topo *t);
+void topo_unref(struct topo *t);
+/* Log at most a few lines a second about bad input. */
+void coord_log_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* coord_cluster.c; env is consumed. */
+void cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+void cluster_tick(nng_time now);
+
+/* coord_node.c; env is consumed. */
+void node_batch(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+void node_list_keys(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+void node_info(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+
+#endif
