@@ -21,12 +21,39 @@ static int chan_standalone;
 static char chan_buf[256];
 static size_t chan_len;
 
+/* RZKV_TEST_CRASH_AT_START (worker.h): exit now if it names us. */
+static void
+test_crash_at_start(const char *role, int instance)
+{
+    const char *spec = getenv(RZKV_ENV_TEST_CRASH);
+    if (spec == NULL || *spec == '\0')
+        return;
+    size_t n = strcspn(spec, "/:");
+    if (strlen(role) != n || strncmp(spec, role, n) != 0)
+        return;
+    spec += n;
+    if (*spec == '/') {
+        char *end;
+        long want = strtol(spec + 1, &end, 10);
+        if (want != instance)
+            return;
+        spec = end;
+    }
+    int status = *spec == ':' ? atoi(spec + 1) : RZKV_EXIT_FATAL;
+    log_warnx("%s=%s: exiting with status %d", RZKV_ENV_TEST_CRASH,
+              getenv(RZKV_ENV_TEST_CRASH), status);
+    exit(status);
+}
+
 void
 worker_setup(const char *role, int instance)
 {
     struct stat st;
 
     log_init(role, instance);
+    if (getenv(RZKV_ENV_LOG_SYSLOG) != NULL)
+        log_open("syslog");
+    test_crash_at_start(role, instance);
     signal(SIGPIPE, SIG_IGN);
     if (fstat(RZKV_STATUS_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
         /* Block the stop signals before any thread starts, so they all

@@ -29,6 +29,22 @@ int coord_main(const struct node_conf *node, const char *cluster_path,
 
 /* worker/chan.c: the worker side of the status channel. */
 
+/*
+ * Set by the supervisor when the node logs to syslog: the worker logs
+ * there too (otherwise a worker logs to the stderr it inherited, which the
+ * supervisor has pointed at the node's log file or its own stderr).
+ */
+#define RZKV_ENV_LOG_SYSLOG     "RZKV_LOG_SYSLOG"
+
+/*
+ * Test-only fault injection, honoured by worker_setup():
+ *   RZKV_TEST_CRASH_AT_START=ROLE[/INSTANCE][:STATUS]
+ * makes the matching worker exit at once with STATUS (default 1), as if it
+ * had crashed while starting; t/integ/supervisor_backoff.sh uses it to
+ * watch the restart backoff and the "failed" state (STATUS 78).
+ */
+#define RZKV_ENV_TEST_CRASH     "RZKV_TEST_CRASH_AT_START"
+
 enum worker_cmd {
     WORKER_CMD_EOF = 0,     /* the supervisor is gone: exit now */
     WORKER_CMD_STOP,        /* finish in-flight work, then exit 0 */
