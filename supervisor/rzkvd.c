@@ -41,7 +41,7 @@ usage(void)
 
 static int
 run_worker(const char *role, int instance, const char *node_path,
-           const char *cluster_path)
+           const char *cluster_path, int verbose)
 {
     char err[CONF_ERR_MAX];
     struct node_conf *node;
@@ -52,7 +52,8 @@ run_worker(const char *role, int instance, const char *node_path,
         log_init(role, instance);
         if (conf_load_node(node_path, &node, err, sizeof(err)) != 0)
             fatalx_config("%s", err);
-        log_set_level((enum log_level)node->log_level);
+        log_set_level(verbose ? LOG_LEVEL_DEBUG
+                              : (enum log_level)node->log_level);
         int status = roles[i].entry(node, cluster_path, instance);
         conf_node_free(node);
         return status;
@@ -87,7 +88,7 @@ main(int argc, char **argv)
     if (role != NULL) {
         if (instance < 0)
             usage();
-        return run_worker(role, instance, argv[0], argv[1]);
+        return run_worker(role, instance, argv[0], argv[1], opts.verbose);
     }
     opts.node_path = argv[0];
     opts.cluster_path = argv[1];

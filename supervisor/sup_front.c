@@ -1,0 +1,238 @@
+/*
+ * sup_front.c - the node's one TCP address, held by the supervisor.
+ *
+ * NAME
+ *	sup_front - an nng device from tcp://node.local_address to the
+ *	coordinators' IPC sockets
+ * DESCRIPTION
+ *	Clients and peer nodes know a node by one address.  It must outlive
+ *	any worker crash, so the supervisor holds it: a raw REP socket
+ *	listens on node.local_address, a raw REQ socket dials every
+ *	coordinator's RUN_DIR/coord-N.ipc (RZKV_COORD_IPC_FMT; coordinators
+ *	listen there), and nng_device() forwards requests one way and replies
+ *	the other in a thread of its own.  Raw sockets keep the routing
+ *	header, so each reply finds its way back to the client connection
+ *	that asked; the REQ side spreads requests over the coordinators that
+ *	are connected.  When a coordinator restarts, its dialer reconnects
+ *	within RECONNECT_MAX_MS; a request lost with it is resent by the
+ *	client's REQ socket.
+ *
+ *	nng starts threads at its first call and is not fork-safe.  The
+ *	supervisor keeps spawning workers after this, which is safe because a
+ *	spawned child calls nothing but async-signal-safe functions before
+ *	exec (sup_spawn.c).  The front door opens only when every worker is
+ *	ready for the first time, so a client is never accepted by a node
+ *	that can't answer; sup_front_probe() checks beforehand, while rzkvd
+ *	can still tell the user, that the port is free.  On stop the listener
+ *	closes first, so no new work arrives while the workers drain.
+ *
+ *	The device thread blocks every signal: libevent delivers them to the
+ *	main thread's loop.
+ * SEE ALSO
+ *	worker/coord.c (the other end), DESIGN.md section 3
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "log.h"
+#include "sup.h"
+#include "wire.h"
+
+#define RECONNECT_MIN_MS    10
+#define RECONNECT_MAX_MS    200
+#define FRONT_MSG_SLACK     (1u << 20)  /* envelope beyond the value */
+
+struct sup_front {
+    nng_socket rep;             /* tcp, clients and peers */
+    nng_socket req;             /* ipc, coordinators */
+    nng_listener listener;
+    int listening;
+    pthread_t thread;
+    int running;
+};
+
+/* Split an nng tcp URL into host and port; -1 if it is not tcp. */
+static int
+tcp_host_port(const char *url, char *host, size_t hostlen, char *port,
+              size_t portlen)
+{
+    static const char *const schemes[] = { "tcp://", "tcp4://", "tcp6://" };
+    const char *rest = NULL;
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+            rest = url + strlen(schemes[i]);
+    int p;
+    if (rest == NULL || conf_parse_address(rest, host, hostlen, &p) != 0)
+        return -1;
+    snprintf(port, portlen, "%d", p);
+    return 0;
+}
+
+/*
+ * Is node.local_address free?  A plain bind (with SO_REUSEADDR, as nng
+ * binds) tells now, before rzkvd detaches, what nng_listen would tell
+ * only once the workers are up.
+ */
+int
+sup_front_probe(const struct node_conf *node, char *err, size_t errlen)
+{
+    char url[512], host[256], port[16];
+    struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+                              .ai_socktype = SOCK_STREAM }, *ai;
+
+    if (wire_address_url(node->local_address, url, sizeof(url)) != 0) {
+        snprintf(err, errlen, "node.local_address \"%s\" is not an address",
+                 node->local_address);
+        return -1;
+    }
+    if (tcp_host_port(url, host, sizeof(host), port, sizeof(port)) != 0)
+        return 0;       /* not TCP: nng_listen will tell */
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s",
+                 node->local_address, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    int one = 1, failed = 0;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+            listen(fd, 1) != 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s",
+                     node->local_address, strerror(errno));
+            failed = 1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return failed ? -1 : 0;
+}
+
+static void *
+device_thread(void *arg)
+{
+    struct sup_front *f = arg;
+    int rv = nng_device(f->rep, f->req);
+    if (rv != NNG_ECLOSED && rv != 0)
+        log_warnx("front door stopped: %s", nng_strerror(rv));
+    return NULL;
+}
+
+static int
+front_sockets(struct sup *s, struct sup_front *f, char *err, size_t errlen)
+{
+    size_t maxsz = (size_t)s->node->max_value_size + FRONT_MSG_SLACK;
+    char url[4200];
+    int rv;
+
+    if ((rv = nng_rep0_open_raw(&f->rep)) != 0 ||
+        (rv = nng_req0_open_raw(&f->req)) != 0) {
+        snprintf(err, errlen, "front door: %s", nng_strerror(rv));
+        return -1;
+    }
+    /* Requests carry a value in; replies carry one out. */
+    if ((rv = nng_socket_set_size(f->rep, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
+        (rv = nng_socket_set_size(f->req, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
+        (rv = nng_socket_set_ms(f->req, NNG_OPT_RECONNMINT,
+                                RECONNECT_MIN_MS)) != 0 ||
+        (rv = nng_socket_set_ms(f->req, NNG_OPT_RECONNMAXT,
+                                RECONNECT_MAX_MS)) != 0) {
+        snprintf(err, errlen, "front door options: %s", nng_strerror(rv));
+        return -1;
+    }
+    for (int i = 0; i < s->node->coordinator_workers; i++) {
+        snprintf(url, sizeof(url), RZKV_COORD_IPC_FMT, s->node->run_dir, i);
+        /* NONBLOCK: keep retrying until the coordinator listens. */
+        if ((rv = nng_dial(f->req, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+            snprintf(err, errlen, "front door: cannot dial %s: %s", url,
+                     nng_strerror(rv));
+            return -1;
+        }
+    }
+    if (wire_address_url(s->node->local_address, url, sizeof(url)) != 0) {
+        snprintf(err, errlen, "node.local_address \"%s\" is not an address",
+                 s->node->local_address);
+        return -1;
+    }
+    if ((rv = nng_listen(f->rep, url, &f->listener, 0)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s",
+                 s->node->local_address, nng_strerror(rv));
+        return -1;
+    }
+    f->listening = 1;
+    return 0;
+}
+
+int
+sup_front_open(struct sup *s, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    int rc = -1;
+
+    struct sup_front *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        snprintf(err, errlen, "front door: out of memory");
+        return -1;
+    }
+    s->front = f;
+    /* nng's threads and ours inherit this mask: signals stay with the
+     * main thread, where libevent waits for them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (front_sockets(s, f, err, errlen) == 0) {
+        int e = pthread_create(&f->thread, NULL, device_thread, f);
+        if (e != 0)
+            snprintf(err, errlen, "front door thread: %s", strerror(e));
+        else
+            rc = 0;
+        f->running = e == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        log_info("front door listening on %s, forwarding to %d "
+                 "coordinator(s)", s->node->local_address,
+                 s->node->coordinator_workers);
+    return rc;
+}
+
+void
+sup_front_close_listener(struct sup *s)
+{
+    struct sup_front *f = s->front;
+    if (f == NULL || !f->listening)
+        return;
+    nng_listener_close(f->listener);
+    f->listening = 0;
+    log_info("front door closed: no new connections");
+}
+
+void
+sup_front_close(struct sup *s)
+{
+    struct sup_front *f = s->front;
+    if (f == NULL)
+        return;
+    sup_front_close_listener(s);
+    /* Closing a socket ends nng_device(). */
+    nng_close(f->rep);
+    nng_close(f->req);
+    if (f->running)
+        pthread_join(f->thread, NULL);
+    free(f);
+    s->front = NULL;
+}
