@@ -26,6 +26,36 @@ struct ctl_command {
 /* cmd_locate.c */
 int cmd_locate(int argc, char **argv);
 
+/* cmd_node.c: the node lifecycle, through each node's control socket */
+int cmd_start(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
+
+/* ctl_local.c: the local cluster of --local (DIR/cluster.yml,
+ * DIR/node-ID.yml, DIR/{data,run,log}) */
+#define CTL_LOCAL_DIR           "./rzkv-local"
+#define CTL_LOCAL_NODES         3
+#define CTL_LOCAL_BASE_PORT     8001
+
+struct node_conf;
+struct ctl_node {
+    char *node_path;
+    char *cluster_path;         /* NULL if not given */
+    struct node_conf *conf;
+};
+
+/* Write the embedded default configuration for n nodes into dir, unless
+ * dir/cluster.yml exists: 1 if written, 0 if kept, -1 with err. */
+int ctl_local_create(const char *dir, int n, int base_port, char *err,
+                     size_t errlen);
+/* The nodes of the local cluster in dir; -1 with err. */
+int ctl_local_nodes(const char *dir, struct ctl_node **nodes, size_t *n,
+                    char *err, size_t errlen);
+int ctl_node_load(struct ctl_node *node, const char *node_path,
+                  const char *cluster_path, char *err, size_t errlen);
+void ctl_nodes_free(struct ctl_node *nodes, size_t n);
+
 /* rzkvctl.c */
 void ctl_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -15,6 +15,13 @@
 
 static const struct ctl_command commands[] = {
     { "locate", cmd_locate, "locate --cluster CLUSTER.yml KEY" },
+    { "start", cmd_start, "start NODE.yml CLUSTER.yml | --local [N] "
+      "[--dir DIR] [--base-port PORT]" },
+    { "stop", cmd_stop, "stop NODE.yml [CLUSTER.yml] | --local [--dir DIR]" },
+    { "status", cmd_status, "status [--json] NODE.yml [CLUSTER.yml] | "
+      "--local [--dir DIR]" },
+    { "reload", cmd_reload, "reload NODE.yml [CLUSTER.yml] | --local "
+      "[--dir DIR]" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
