@@ -9,7 +9,7 @@ CLIENT="$RZKV_BUILDDIR/t/storage_client"
 [ -x "$CLIENT" ] || skip_all "t/storage_client is not built"
 [ -x "$RZKVD" ] || skip_all "rzkvd is not built"
 
-plan 34
+plan 36
 
 # Unusual directories: nested, a dot and a dash in the names.
 DATA="$T/da-ta/shards.d"
@@ -131,6 +131,19 @@ touch "$T/afile"
 write_node "$T/node4.yml" "$T/afile/data" 1
 "$RZKVD" -P storage -I 0 "$T/node4.yml" "$T/cluster.yml" 2>"$T/err"
 is "data_dir can't be created: exit 78" "$?" 78
+
+# ---- durability normal: no fsync at commit, and the log says so ----------
+sed -e 's/durability: full/durability: normal/' -e "s|$DATA|$T/normal|" \
+    "$T/node.yml" >"$T/node6.yml"
+start "$T/node6.yml"
+wait_until 10 healthy
+$C set n1 v 1 1 >/dev/null
+is "durability normal: a commit without fsync" \
+    "$(field commits) $(field fsyncs)" "1 0"
+like "durability normal is logged at start" "$(cat "$LOG")" \
+    "durability normal \(no fsync at commit"
+kill -TERM "$PID"
+wait "$PID"
 
 # ---- two workers: each refuses keys that belong to the other ------------
 write_node "$T/node5.yml" "$T/two" 2
