@@ -56,6 +56,18 @@ int ctl_node_load(struct ctl_node *node, const char *node_path,
                   const char *cluster_path, char *err, size_t errlen);
 void ctl_nodes_free(struct ctl_node *nodes, size_t n);
 
+/* cmd_data.c: the Cluster API (see ctl_util.h for the client options) */
+int cmd_get(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_del(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+
+/* ctl_util.c: consume the client options (-a, -c, -t, -j) written before
+ * the command name, so that argv[1] is the command; CTL_EXIT_OK, or
+ * CTL_EXIT_USAGE after printing why. */
+int ctl_global_options(int *argc, char ***argv);
+
 /* rzkvctl.c */
 void ctl_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -22,6 +22,11 @@ static const struct ctl_command commands[] = {
       "--local [--dir DIR]" },
     { "reload", cmd_reload, "reload NODE.yml [CLUSTER.yml] | --local "
       "[--dir DIR]" },
+    { "get", cmd_get, "get [CLIENT-OPTIONS] KEY" },
+    { "set", cmd_set, "set [CLIENT-OPTIONS] KEY VALUE|-|--file PATH" },
+    { "del", cmd_del, "del [CLIENT-OPTIONS] KEY" },
+    { "info", cmd_info, "info [CLIENT-OPTIONS]" },
+    { "keys", cmd_keys, "keys [CLIENT-OPTIONS] [--limit N] [--start KEY]" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -53,6 +58,10 @@ ctl_usage_error(const char *cmd, const char *fmt, ...)
 int
 main(int argc, char **argv)
 {
+    /* Client options may come before the command: rzkvctl -a :8002 get k */
+    int rv = ctl_global_options(&argc, &argv);
+    if (rv != CTL_EXIT_OK)
+        return rv;
     if (argc < 2) {
         print_usage(stderr);
         return CTL_EXIT_USAGE;
