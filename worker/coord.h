@@ -13,6 +13,7 @@
 #ifndef RZKV_COORD_H
 #define RZKV_COORD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -76,7 +77,7 @@ struct coord {
 
     nng_socket rep;
     struct srv *srv;
-    nng_aio *tick;
+    pthread_t tick;             /* the deadline tick */
     int stopping;               /* STOP received: refuse cluster requests */
     int ticking;
 

@@ -471,6 +471,18 @@ info_finish(struct gather *g)
     Rzkv__WorkerInfo me = RZKV__WORKER_INFO__INIT;
     me.role = (char *)ROLE_COORDINATOR;
     me.instance = (uint32_t)coord.instance;
+    me.requests = coord.stats.requests;
+    struct dest_stats ds;
+    for (unsigned i = 0; i < coord.shards; i++) {
+        dest_get_stats(coord.shard[i], &ds);
+        me.batches_sent += ds.messages;
+        me.ops_sent += ds.ops;
+    }
+    for (size_t i = 0; i < coord.npeers; i++) {
+        dest_get_stats(coord.peers[i].dest, &ds);
+        me.batches_sent += ds.messages;
+        me.ops_sent += ds.ops;
+    }
     size_t k = 0;
     all[k++] = &me;
     for (unsigned i = 0; i < coord.shards; i++) {
