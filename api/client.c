@@ -580,9 +580,9 @@ call(rzkv_client *c, enum req_kind kind, const Rzkv__Envelope *env,
         }
         if (r->status == RZKV__STATUS__UNAVAILABLE ||
             r->status == RZKV__STATUS__STOPPING) {
-            note_reason(reasons, sizeof(reasons), "%s: %s: %s", nd->addr,
-                        wire_status_str(r->status),
-                        r->message != NULL ? r->message : "");
+            bool said = r->message != NULL && r->message[0] != '\0';
+            note_reason(reasons, sizeof(reasons), "%s: %s", nd->addr,
+                        said ? r->message : wire_status_str(r->status));
             rzkv__reply__free_unpacked(r, NULL);
             continue;
         }
