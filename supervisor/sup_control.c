@@ -67,6 +67,10 @@ static void
 child_json(const struct sup_child *c, int64_t now, struct evbuffer *out)
 {
     int64_t up = c->pid > 0 ? (now - c->started_at) / 1000 : 0;
+    /* A worker up long enough starts over at the minimum when it dies
+     * (sup_child_backoff_ms): show that, not the value of its last death. */
+    int backoff = c->pid > 0 && now - c->started_at >=
+                  c->group->backoff.reset_after_ms ? 0 : c->backoff_ms;
     evbuffer_add_printf(out, "{\"role\":");
     json_string(out, c->group->name);
     evbuffer_add_printf(out, ",\"instance\":%d,\"pid\":%ld,\"state\":\"%s\","
@@ -75,7 +79,7 @@ child_json(const struct sup_child *c, int64_t now, struct evbuffer *out)
                         "\"last_exit\":",
                         c->instance, (long)c->pid, child_state_str(c->state),
                         c->generation > 0 ? c->generation - 1 : 0,
-                        c->restarts, c->backoff_ms, (long long)up);
+                        c->restarts, backoff, (long long)up);
     json_string(out, c->last_exit);
     evbuffer_add_printf(out, ",\"reason\":");
     json_string(out, c->fail_reason);

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -359,6 +360,7 @@ sup_daemonize(struct sup *s)
         do
             n = read(p[0], &byte, 1);
         while (n < 0 && errno == EINTR);
+        waitpid(pid, NULL, 0);      /* the intermediate process */
         if (n == 1)
             _exit(RZKV_EXIT_OK);
         fprintf(stderr, "rzkvd: the daemon exited while starting; see %s\n",

@@ -99,6 +99,20 @@ is "a second rzkvd on the same data directory exits 1" "$rc" 1
 like "  and names the holder" "$out" "data directory .*/data is in use by pid $SUP"
 ok "  the first node still serves" serving
 
+# ---- the front door's port taken ------------------------------------------------
+sed -e "s/$PORT/18102/" -e 's/: data$/: data3/' -e 's/: run$/: run3/' "$N" \
+    >"$T/node3.yml"
+python3 -c "import socket,time
+s = socket.socket(); s.bind(('127.0.0.1', 18102)); s.listen(1); time.sleep(30)" &
+HOLDER=$!
+tap_pids="$tap_pids $HOLDER"
+wait_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/18102"
+out=$("$RZKVCTL" start "$T/node3.yml" "$C" 2>&1); rc=$?
+ok "a node whose port is taken does not start" test "$rc" -ne 0
+like "  and says why" "$out" "cannot listen on 127.0.0.1:18102: Address already in use"
+ok "  leaving no process behind" test ! -e "$T/run3/rzkvd.pid"
+kill "$HOLDER"
+
 # ---- reload ----------------------------------------------------------------------
 cp "$C" "$T/cluster.good"
 printf 'cluster:\n  replica_count: [\n' >"$C"
