@@ -105,12 +105,16 @@ if [ -f "$H" ]; then
         ok "rzkv.h declares the documented $f" \
             sh -c "printf '%s\n' '$fns' | grep -qx '$f'"
     done
+    # The first literal block of EXAMPLES, as C.
     sed -n '/^\.Sh EXAMPLES/,/^\.Sh /p' "$MAN/rzkv.3" |
-        sed -n '/^\.Bd -literal/,/^\.Ed/p' | sed '1d; $d; s/\\e/\\/g' \
-        >"$T/example.c"
+        awk '/^\.Bd -literal/ { n++; next } /^\.Ed/ { if (n == 1) exit }
+             n == 1' | sed 's/\\e/\\/g; s/^\\&//' >"$T/example.c"
     ok "rzkv.3's example compiles against rzkv.h" \
         ${CC:-cc} -std=c11 -Wall -Wextra -Werror -fsyntax-only \
         -I"$RZKV_SRCDIR/api" "$T/example.c"
+    hello=$RZKV_SRCDIR/examples/hello.c
+    ok "rzkv.3's example is examples/hello.c" \
+        sh -c "sed -n '/^#include <stdio.h>/,\$p' '$hello' | diff - '$T/example.c'"
 else
     tap_result 1 "api/rzkv.h exists"
 fi
