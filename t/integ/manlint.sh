@@ -5,9 +5,10 @@
 # 2. They follow the code, so that a change on either side shows here:
 #    rzkvd's options and exit statuses, rzkvctl's commands, options and exit
 #    statuses, every config key of conf.c's tables (both ways), every
-#    function of rzkv.h, and rzkv(3)'s example compiles against rzkv.h.
-# A command that rzkvctl(1) documents but rzkvctl does not have yet is a
-# TODO line, not a failure: the pages describe rzkv as designed.
+#    function of rzkv.h (both ways), and rzkv(3)'s example, which must be
+#    examples/hello.c and compile against rzkv.h.
+# A command that rzkvctl(1) documents but rzkvctl lacks is a TODO line,
+# not a failure (it shows in the log while a command is being written).
 . "${RZKV_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/t/lib/tap.sh"
 
 command -v mandoc >/dev/null 2>&1 || skip_all "mandoc is not installed"
