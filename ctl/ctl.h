@@ -63,6 +63,9 @@ int cmd_del(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 
+/* cmd_bench.c: the load generator */
+int cmd_bench(int argc, char **argv);
+
 /* ctl_util.c: consume the client options (-a, -c, -t, -j) written before
  * the command name, so that argv[1] is the command; CTL_EXIT_OK, or
  * CTL_EXIT_USAGE after printing why. */

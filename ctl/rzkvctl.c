@@ -27,6 +27,8 @@ static const struct ctl_command commands[] = {
     { "del", cmd_del, "del [CLIENT-OPTIONS] KEY" },
     { "info", cmd_info, "info [CLIENT-OPTIONS]" },
     { "keys", cmd_keys, "keys [CLIENT-OPTIONS] [--limit N] [--start KEY]" },
+    { "bench", cmd_bench, "bench [-a ADDR,..] [-c N] [-n N|-d SECONDS] "
+      "[--op set|get|del|mix:R/W|health] .." },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
