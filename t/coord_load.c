@@ -18,6 +18,8 @@
  *   -C  consistency (default quorum)   -t  per-request timeout (0)
  *
  *   coord_load -i ADDR...   print every worker's NodeInfo of each node
+ *   coord_load -b ADDR      send malformed requests, print "KIND STATUS"
+ *                           for each (STATUS "none" if no answer)
  *
  * Values are a function of the key (the key repeated), so any reader can
  * check them.  Prints one line of totals; exits 1 if any answer was
@@ -62,7 +64,7 @@ struct worker {
     int sending;
 };
 
-static int info_mode;
+static int info_mode, bad_mode;
 static struct opts o = { 16, 5, 1024, 10000, 0, 0, 0, M_SET, NULL, "seq" };
 static nng_socket *socks;
 static int nsocks;
@@ -356,6 +358,124 @@ node_info(void)
     return rc;
 }
 
+/* ---- -b: malformed requests -------------------------------------------- */
+
+static nng_msg *
+pack_cluster_set(size_t key_len, size_t value_len, int consistency, int noop)
+{
+    Rzkv__Envelope env = RZKV__ENVELOPE__INIT;
+    Rzkv__ClusterRequest req = RZKV__CLUSTER_REQUEST__INIT;
+    Rzkv__ClusterSet set = RZKV__CLUSTER_SET__INIT;
+    uint8_t *key = calloc(1, key_len + 1), *value = calloc(1, value_len + 1);
+
+    memset(key, 'k', key_len);
+    set.key.data = key;
+    set.key.len = key_len;
+    set.value.data = value;
+    set.value.len = value_len;
+    req.consistency = (Rzkv__Consistency)consistency;
+    if (!noop) {
+        req.op_case = RZKV__CLUSTER_REQUEST__OP_SET;
+        req.set = &set;
+    }
+    env.msg_case = RZKV__ENVELOPE__MSG_CLUSTER;
+    env.cluster = &req;
+    nng_msg *m = wire_pack(&env.base);
+    free(key);
+    free(value);
+    return m;
+}
+
+static nng_msg *
+pack_bad_batch(void)
+{
+    Rzkv__Envelope env = RZKV__ENVELOPE__INIT;
+    Rzkv__NodeBatch b = RZKV__NODE_BATCH__INIT;
+    Rzkv__NodeOp op = RZKV__NODE_OP__INIT, *ops[1] = { &op };
+    b.n_ops = 1;
+    b.ops = ops;                /* an operation with nothing set */
+    env.msg_case = RZKV__ENVELOPE__MSG_NODE;
+    env.node = &b;
+    return wire_pack(&env.base);
+}
+
+static nng_msg *
+bad_request(const char *kind)
+{
+    nng_msg *m = NULL;
+    if (!strcmp(kind, "garbage")) {
+        nng_msg_alloc(&m, 64);
+        for (size_t i = 0; i < 64; i++)
+            ((uint8_t *)nng_msg_body(m))[i] = (uint8_t)(0xff - i * 7);
+    } else if (!strcmp(kind, "truncated")) {
+        m = pack_cluster_set(10, 100, 0, 0);
+        nng_msg_chop(m, 7);
+    } else if (!strcmp(kind, "unknown")) {
+        static const uint8_t field99[] = { 0x9a, 0x06, 0x01, 0x00 };
+        nng_msg_alloc(&m, 0);
+        nng_msg_append(m, field99, sizeof(field99));
+    } else if (!strcmp(kind, "empty")) {
+        nng_msg_alloc(&m, 0);
+    } else if (!strcmp(kind, "emptykey")) {
+        m = pack_cluster_set(0, 10, 0, 0);
+    } else if (!strcmp(kind, "bigkey")) {
+        m = pack_cluster_set(65537, 10, 0, 0);
+    } else if (!strcmp(kind, "badconsistency")) {
+        m = pack_cluster_set(3, 10, 7, 0);
+    } else if (!strcmp(kind, "noop")) {
+        m = pack_cluster_set(3, 10, 0, 1);
+    } else if (!strcmp(kind, "toolarge")) {
+        m = pack_cluster_set(3, (16u << 20) + 1, 0, 0);
+    } else if (!strcmp(kind, "oversize")) {
+        nng_msg_alloc(&m, 40u << 20);
+        memset(nng_msg_body(m), 0x0a, nng_msg_len(m));
+    } else if (!strcmp(kind, "badbatch")) {
+        m = pack_bad_batch();
+    }
+    return m;
+}
+
+static int
+bad_requests(void)
+{
+    static const char *const kinds[] = {
+        "garbage", "truncated", "unknown", "empty", "emptykey", "bigkey",
+        "badconsistency", "noop", "toolarge", "oversize", "badbatch",
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        nng_socket s;
+        char url[300];
+        nng_msg *reply;
+        /* A fresh socket each time: an oversize message may cost the
+         * connection, which is allowed. */
+        wire_address_url(o.prefix, url, sizeof(url));
+        nng_req0_open(&s);
+        nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
+        nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+        nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+        nng_dial(s, url, NULL, 0);
+        const char *status = "none";
+        if (nng_sendmsg(s, bad_request(kinds[i]), 0) == 0 &&
+            nng_recvmsg(s, &reply, 0) == 0) {
+            Rzkv__Reply *r = wire_unpack_reply(reply);
+            if (r == NULL)
+                status = "undecodable";
+            else if (r->status == RZKV__STATUS__OK &&
+                     r->body_case == RZKV__REPLY__BODY_NODE &&
+                     r->node->n_results == 1)
+                status = wire_status_str(r->node->results[0]->status);
+            else
+                status = wire_status_str(r->status);
+            if (r != NULL)
+                rzkv__reply__free_unpacked(r, NULL);
+            nng_msg_free(reply);
+        }
+        printf("%s %s\n", kinds[i], status);
+        nng_close(s);
+    }
+    return 0;
+}
+
 static void
 usage(void)
 {
@@ -370,8 +490,9 @@ static void
 parse(int argc, char **argv)
 {
     int ch;
-    while ((ch = getopt(argc, argv, "c:d:n:s:k:m:C:t:f:p:i")) != -1) {
+    while ((ch = getopt(argc, argv, "c:d:n:s:k:m:C:t:f:p:ib")) != -1) {
         switch (ch) {
+        case 'b': bad_mode = 1; break;
         case 'i': info_mode = 1; break;
         case 'c': o.conc = atoi(optarg); break;
         case 'd': o.secs = atoi(optarg); break;
@@ -429,6 +550,10 @@ int
 main(int argc, char **argv)
 {
     parse(argc, argv);
+    if (bad_mode) {
+        o.prefix = argv[optind];
+        return bad_requests();
+    }
     srand((unsigned)getpid());
     open_sockets(argv[optind]);
     if (info_mode) {

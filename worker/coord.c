@@ -64,7 +64,7 @@ srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
 }
 
 void
-coord_log_bad(const char *fmt, ...)
+coord_log_bad_at(const char *func, const char *fmt, ...)
 {
     static nng_time window;
     static unsigned lines, dropped;
@@ -87,7 +87,7 @@ coord_log_bad(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    log_warnx("%s", text);
+    log_msg(LOG_LEVEL_WARN, func, 0, "%s", text);
 }
 
 /* ---- the request slots ---------------------------------------------------- */

@@ -102,7 +102,9 @@ void srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
 void topo_ref(struct topo *t);
 void topo_unref(struct topo *t);
 /* Log at most a few lines a second about bad input. */
-void coord_log_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define coord_log_bad(...) coord_log_bad_at(__func__, __VA_ARGS__)
+void coord_log_bad_at(const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* coord_cluster.c; env is consumed. */
 void cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env);

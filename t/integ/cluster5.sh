@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# cluster5.sh - a 5-node cluster (replica_count 3): set/get/del through
+# every node, keys placed on 3 of 5 nodes, two nodes down (keys with two
+# dead replicas are UNAVAILABLE, the others still served), and
+# concurrent writers on one key from every node converge on all replicas.
+# Ports 18410-18414 (metrics 19410-19414).
+. "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
+
+command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
+
+D="$T/c"
+ADDRS=(127.0.0.1:18410 127.0.0.1:18411 127.0.0.1:18412 127.0.0.1:18413
+       127.0.0.1:18414)
+ALL=$(IFS=,; echo "${ADDRS[*]}")
+stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
+tap_cleanup_hook=stop_all
+ctl() { "$RZKVCTL" "$@"; }
+addr() { echo "${ADDRS[$(($1 - 1))]}"; }
+stamp_on() {
+    ctl keys -a "$1" --json >"$T/keys.json" 2>/dev/null || return 1
+    python3 -c "import json
+for k in json.load(open('$T/keys.json'))['keys']:
+    if k.get('key') == '$2':
+        s = k['stamp']; print(s['epoch'], s['counter'], s['writer'], s['nonce'])"
+}
+kill_node() {
+    local pid kids
+    pid=$(cat "$D/run/node-$1/rzkvd.pid")
+    kids=$(pgrep -P "$pid")
+    kill -9 "$pid" $kids 2>/dev/null
+    wait_until 5 bash -c "! kill -0 $pid 2>/dev/null"
+}
+
+out=$(ctl start --local 5 --dir "$D" --base-port 18410 2>&1); rc=$?
+is "a 5-node cluster starts" "$rc" 0
+[ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
+
+# ---- every node coordinates --------------------------------------------------
+good=0
+for i in 1 2 3 4 5; do
+    j=$(( i % 5 + 1 ))
+    ctl set -a "$(addr $i)" "five-$i" "value-$i" >/dev/null 2>&1 &&
+        [ "$(ctl get -a "$(addr $j)" "five-$i")" = "value-$i" ] &&
+        ctl del -a "$(addr $j)" "five-$i" >/dev/null 2>&1 &&
+        ! ctl get -a "$(addr $i)" "five-$i" >/dev/null 2>&1 &&
+        good=$((good + 1))
+done
+is "set, get, del and NOT_FOUND through each of the 5 nodes" "$good" 5
+
+# ---- placement: a key lives on exactly its 3 replicas ------------------------
+ctl set -a "$(addr 1)" placed here >/dev/null
+reps=$(ctl locate --cluster "$D/cluster.yml" placed | tr '\n' ' ')
+held=""
+for i in 1 2 3 4 5; do
+    [ -n "$(stamp_on "$(addr $i)" placed)" ] && held="$held$i "
+done
+is "a key is stored on its 3 replicas and nowhere else" \
+    "$(echo $held | tr ' ' '\n' | sort | tr '\n' ' ')" \
+    "$(echo $reps | tr ' ' '\n' | sort | tr '\n' ' ')"
+
+# ---- concurrent writers on one key --------------------------------------------
+for i in 1 2 3 4 5; do
+    ( for n in $(seq 1 15); do
+          ctl set -a "$(addr $i)" hot "w$i-$n" >/dev/null 2>&1
+      done ) &
+done
+wait
+vals=""
+for i in 1 2 3 4 5; do vals="$vals$(ctl get -a "$(addr $i)" hot) "; done
+first=${vals%% *}
+like "after concurrent writers, QUORUM reads from all 5 nodes agree" \
+    "$vals" "^($first ){5}$"
+# The third replica's copy may land just after the writers were answered.
+replicas_agree() {
+    local r stamps="" s1
+    for r in $(ctl locate --cluster "$D/cluster.yml" "$1"); do
+        stamps="$stamps$(stamp_on "$(addr $r)" "$1");"
+    done
+    s1=${stamps%%;*}
+    [ -n "$s1" ] && [ "$stamps" = "$s1;$s1;$s1;" ]
+}
+ok "  and every replica soon holds the same version" \
+    wait_until 5 replicas_agree hot
+
+# ---- two nodes down -------------------------------------------------------------
+kill_node 4
+kill_node 5
+# Find keys: one with both dead nodes among its replicas, one with at most
+# one of them.
+dead2="" alive=""
+for n in $(seq 1 200); do
+    r=$(ctl locate --cluster "$D/cluster.yml" "k$n" | tr '\n' ' ')
+    d=0
+    case " $r" in *" 4 "*) d=$((d + 1));; esac
+    case " $r" in *" 5 "*) d=$((d + 1));; esac
+    [ $d = 2 ] && [ -z "$dead2" ] && dead2="k$n"
+    [ $d -le 1 ] && [ -z "$alive" ] && alive="k$n"
+    [ -n "$dead2" ] && [ -n "$alive" ] && break
+done
+ok "a key with at most one dead replica can be written" \
+    ctl set -a "$(addr 1)" "$alive" ok-value
+is "  and read" "$(ctl get -a "$(addr 2)" "$alive")" ok-value
+ctl set -a "$(addr 3)" "$dead2" x >"$T/unav" 2>&1; rc=$?
+is "a key with two dead replicas is UNAVAILABLE (exit 3)" "$rc" 3
+like "  naming node 4 and node 5" "$(cat "$T/unav")" "node [45] .*node [45] "
+
+out=$(ctl start --local --dir "$D" 2>&1); rc=$?
+is "the two nodes start again" "$rc" 0
+ok "  and the key is writable again" \
+    wait_until 10 ctl set -a "$(addr 4)" "$dead2" back
+is "  and readable from another node" "$(ctl get -a "$(addr 1)" "$dead2")" back
+
+done_testing
