@@ -16,6 +16,8 @@
  *     next node; a write stops with RZKV_UNKNOWN.  nng's REQ resend is
  *     disabled for the same reason: a write resent after a later write
  *     would overwrite it.
+ *   - an answer that is no rzkv reply: a read tries the next node (and
+ *     ends RZKV_ERROR rather than UNAVAILABLE); a write stops, UNKNOWN.
  *   - any other answer is the result.
  */
 #include "config.h"
@@ -51,8 +53,9 @@
  * used again well inside the default connect timeout. */
 #define RECONNECT_MIN_MS            100
 #define RECONNECT_MAX_MS            500
-/* Replies carry at most one value (16 MiB by default on the server). */
-#define RECV_MAX_BYTES              ((size_t)64 << 20)
+/* Replies carry at most one value: node.max_value_size is at most 256 MiB
+ * (16 MiB by default), plus the reply around it. */
+#define RECV_MAX_BYTES              ((size_t)257 << 20)
 #define URL_MAX                     (RZKV_ADDRESS_MAX + 16)
 
 struct node {
@@ -541,6 +544,7 @@ call(rzkv_client *c, enum req_kind kind, const Rzkv__Envelope *env,
 {
     char reasons[RZKV_MESSAGE_MAX] = "";
     size_t start = atomic_load(&c->preferred);
+    bool bad_reply = false;
     nng_msg *msg;
 
     *reply = NULL;
@@ -562,8 +566,10 @@ call(rzkv_client *c, enum req_kind kind, const Rzkv__Envelope *env,
         case ATTEMPT_NOT_SENT:
             note_reason(reasons, sizeof(reasons), "%s", why);
             continue;
-        case ATTEMPT_LOST:
         case ATTEMPT_BAD_REPLY:
+            bad_reply = true;
+            /* FALLTHROUGH */
+        case ATTEMPT_LOST:
             if (kind == REQ_WRITE) {
                 nng_msg_free(msg);
                 return set_error(err, RZKV_UNKNOWN, nd->addr,
@@ -594,7 +600,9 @@ call(rzkv_client *c, enum req_kind kind, const Rzkv__Envelope *env,
                          ? r->message : wire_status_str(r->status));
     }
     nng_msg_free(msg);
-    return set_error(err, RZKV_UNAVAILABLE, NULL, "%s", reasons);
+    /* A node that answers gibberish is a fault to report, not an outage. */
+    return set_error(err, bad_reply ? RZKV_ERROR : RZKV_UNAVAILABLE, NULL,
+                     "%s", reasons);
 }
 
 /* ---- the calls ------------------------------------------------------------ */

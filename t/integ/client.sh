@@ -75,6 +75,16 @@ run ctl set --file "$T/file" filed
 is "set --file PATH KEY" "$rc" 0
 ctl get filed >"$T/got"
 ok "  reads back identical" cmp "$T/file" "$T/got"
+head -c 3000000 /dev/urandom >"$T/big"
+run ctl set big - <"$T/big"
+is "a 3 MB value (over nng's default 1 MiB message limit) is stored" "$rc" 0
+ctl -a :18401 get big >"$T/got"
+ok "  and reads back identical" cmp "$T/big" "$T/got"
+ctl del big
+head -c 17000000 /dev/zero >"$T/huge"
+run ctl set huge - <"$T/huge"
+is "a value over max_value_size (16 MiB) is refused (5)" "$rc" 5
+like "  as INVALID" "$err" "^rzkvctl set: INVALID: "
 : >"$T/empty"
 run ctl set empty - <"$T/empty"
 is "an empty value is stored" "$rc" 0
