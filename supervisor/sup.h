@@ -173,7 +173,16 @@ void sup_daemonize(struct sup *s);
 void sup_announce(struct sup *s);
 void sup_cleanup_files(struct sup *s);
 
-/* sup_state.c: slot and node states, the restart policy */
+/* sup_policy.c: the restart policy, pure */
+extern const struct sup_backoff sup_default_backoff;
+/* Advance *backoff_ms for a death now; the delay before the next start. */
+int sup_backoff_next(const struct sup_backoff *b, int *backoff_ms,
+                     int64_t started_at, int64_t now);
+/* Record a death in the ring deaths[]; 1 if the slot died too often. */
+int sup_death_record(const struct sup_backoff *b, int64_t *deaths,
+                     int *ndeaths, int64_t now);
+
+/* sup_state.c: slot and node states */
 int64_t sup_now_ms(void);
 const char *child_state_str(enum child_state st);
 const char *sup_state_str(enum sup_state st);

@@ -46,15 +46,6 @@
 #include "log.h"
 #include "sup.h"
 
-static const struct sup_backoff default_backoff = {
-    .min_ms = 100,
-    .max_ms = 10000,
-    .reset_after_ms = 30000,
-    .min_interval_ms = 1000,
-    .death_limit = 10,
-    .death_window_ms = 60000,
-};
-
 int64_t
 sup_now_ms(void)
 {
@@ -104,7 +95,7 @@ sup_groups_init(struct sup *s)
         g->role = (enum sup_role)r;
         g->name = names[r];
         g->count = counts[r];
-        g->backoff = default_backoff;
+        g->backoff = sup_default_backoff;
         g->children = calloc((size_t)g->count, sizeof(*g->children));
         if (g->children == NULL)
             fatal("calloc");
@@ -204,34 +195,8 @@ sup_child_ready(struct sup_child *c)
 int
 sup_child_backoff_ms(struct sup_child *c, int64_t now)
 {
-    const struct sup_backoff *b = &c->group->backoff;
-    int64_t up = now - c->started_at;
-
-    if (c->backoff_ms == 0 || up >= b->reset_after_ms)
-        c->backoff_ms = b->min_ms;
-    else if (c->backoff_ms < b->max_ms)
-        c->backoff_ms = c->backoff_ms * 2 > b->max_ms
-            ? b->max_ms : c->backoff_ms * 2;
-    int64_t delay = c->backoff_ms;
-    int64_t floor = c->started_at + b->min_interval_ms - now;
-    return (int)(delay > floor ? delay : floor);
-}
-
-/* Record a death; 1 if the slot died too often to go on. */
-static int
-too_many_deaths(struct sup_child *c, int64_t now)
-{
-    const struct sup_backoff *b = &c->group->backoff;
-    int limit = b->death_limit < SUP_DEATH_LIMIT_MAX
-        ? b->death_limit : SUP_DEATH_LIMIT_MAX;
-
-    c->deaths[c->ndeaths % limit] = now;
-    c->ndeaths++;
-    if (c->ndeaths < limit)
-        return 0;
-    /* The next slot to overwrite holds the oldest of the last `limit`. */
-    int64_t oldest = c->deaths[c->ndeaths % limit];
-    return now - oldest < b->death_window_ms;
+    return sup_backoff_next(&c->group->backoff, &c->backoff_ms,
+                            c->started_at, now);
 }
 
 static void
@@ -267,7 +232,8 @@ sup_child_died(struct sup_child *c, int status)
     if (WIFEXITED(status) && WEXITSTATUS(status) == RZKV_EXIT_CONFIG) {
         child_fail(c, "exited with status 78 (configuration or data "
                    "error, see its log lines above)");
-    } else if (too_many_deaths(c, now)) {
+    } else if (sup_death_record(&c->group->backoff, c->deaths, &c->ndeaths,
+                                now)) {
         snprintf(why, sizeof(why), "died %d times within %d s",
                  c->group->backoff.death_limit,
                  c->group->backoff.death_window_ms / 1000);
