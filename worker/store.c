@@ -14,6 +14,13 @@
  *    that recorded it, so no clock is ever handed out that a crash could
  *    take back; the epoch bump at open makes every later clock larger
  *    than any clock of an earlier run.
+ *  - Checkpoints (copying the WAL back into the main file) run in a
+ *    thread of their own, on their own connection: done in the commit
+ *    path, as SQLite does by default, they took ~25% of the writer's time
+ *    under random writes (~20 ms each, every ~100 ms).  Only when the WAL
+ *    outgrows STORE_WAL_FORCE_BYTES does the writer checkpoint itself, so
+ *    a checkpointer that can't keep up slows writers instead of letting
+ *    the WAL grow without bound.
  */
 #include "config.h"
 
@@ -34,6 +41,8 @@
 #define STORE_PAGE_SIZE     16384
 #define STORE_READERS_MAX   8
 #define STORE_BUSY_MS       10000
+#define STORE_WAL_CHECKPOINT_BYTES  (16u << 20)   /* wake the checkpointer */
+#define STORE_WAL_FORCE_BYTES       (256u << 20)  /* the writer checkpoints */
 
 struct store_reader {
     struct store_reader *next_free;
@@ -63,8 +72,18 @@ struct store {
     int pending_dirty;
     uint64_t pending_inserts;
 
+    /* The checkpointer: its thread and connection. */
+    sqlite3 *ck_db;
+    pthread_t ck_thread;
+    int ck_started;
+    int ck_frames;                  /* WAL frames that wake it */
+    int force_frames;               /* WAL frames at which the writer does */
+
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t reader_freed;
+    pthread_cond_t ck_wake;
+    int ck_wanted;
+    int ck_quit;
     struct clock clock;             /* committed */
     struct store_stats stats;
     struct store_reader *free_readers;
@@ -491,6 +510,104 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
     return STORE_OK;
 }
 
+/* ---- checkpoints -------------------------------------------------------- */
+
+/* Called by SQLite on the writer connection after each commit. */
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct store *s = arg;
+
+    if (frames >= s->force_frames) {
+        /* Backpressure: the checkpointer is behind. */
+        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+                                      NULL, NULL) == SQLITE_OK) {
+            pthread_mutex_lock(&s->lock);
+            s->stats.checkpoints++;
+            pthread_mutex_unlock(&s->lock);
+        }
+    } else if (frames >= s->ck_frames) {
+        pthread_mutex_lock(&s->lock);
+        s->ck_wanted = 1;
+        pthread_cond_signal(&s->ck_wake);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *
+checkpointer_main(void *arg)
+{
+    struct store *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->ck_wanted && !s->ck_quit)
+            pthread_cond_wait(&s->ck_wake, &s->lock);
+        if (s->ck_quit)
+            break;
+        s->ck_wanted = 0;
+        pthread_mutex_unlock(&s->lock);
+        /* PASSIVE: never blocks the writer or readers; what it can't copy
+         * now is copied next time. */
+        int rc = sqlite3_wal_checkpoint_v2(s->ck_db, NULL,
+                                           SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           NULL);
+        pthread_mutex_lock(&s->lock);
+        if (rc == SQLITE_OK)
+            s->stats.checkpoints++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static enum store_status
+start_checkpointer(struct store *s, const struct store_config *cfg,
+                   char *err, size_t errlen)
+{
+    char sql[64];
+    size_t bytes = cfg->checkpoint_bytes ? cfg->checkpoint_bytes
+                                         : STORE_WAL_CHECKPOINT_BYTES;
+    size_t force = STORE_WAL_FORCE_BYTES > 4 * bytes ? STORE_WAL_FORCE_BYTES
+                                                     : 4 * bytes;
+    s->ck_frames = (int)(bytes / s->page_size) + 1;
+    s->force_frames = (int)(force / s->page_size) + 1;
+
+    if (sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE |
+                        SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        return fail(err, errlen, STORE_E_OPEN, s->path, "checkpointer: %s",
+                    s->ck_db ? sqlite3_errmsg(s->ck_db) : "out of memory");
+    /* A checkpoint syncs the WAL before and the main file after copying,
+     * at the same level as the writer's commits. */
+    snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s",
+             s->sync_full ? "FULL" : "NORMAL");
+    if (sqlite3_exec(s->ck_db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail(err, errlen, STORE_E_SQL, s->path, "checkpointer: %s",
+                    sqlite3_errmsg(s->ck_db));
+    if (pthread_create(&s->ck_thread, NULL, checkpointer_main, s) != 0)
+        return fail(err, errlen, STORE_E_SQL, s->path,
+                    "cannot start the checkpoint thread");
+    s->ck_started = 1;
+    /* Replaces SQLite's own checkpoint-in-commit hook. */
+    sqlite3_wal_hook(s->db, wal_hook, s);
+    return STORE_OK;
+}
+
+static void
+stop_checkpointer(struct store *s)
+{
+    if (s->ck_started) {
+        pthread_mutex_lock(&s->lock);
+        s->ck_quit = 1;
+        pthread_cond_signal(&s->ck_wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->ck_thread, NULL);
+        s->ck_started = 0;
+    }
+    sqlite3_close(s->ck_db);
+    s->ck_db = NULL;
+}
+
 static void
 close_reader(struct store_reader *r)
 {
@@ -545,8 +662,11 @@ store_open(const struct store_config *cfg, struct store **out, char *err,
     s->sync_full = cfg->sync_full;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->reader_freed, NULL);
+    pthread_cond_init(&s->ck_wake, NULL);
 
     enum store_status st = open_writer(s, cfg, err, errlen);
+    if (st == STORE_OK)
+        st = start_checkpointer(s, cfg, err, errlen);
     if (st == STORE_OK) {
         /* One reader now, so a file a reader can't open fails here. */
         struct store_reader *r = store_reader_get(s);
@@ -569,6 +689,7 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    stop_checkpointer(s);
     for (int i = 0; i < s->nreaders; i++)
         close_reader(s->readers[i]);
     sqlite3_stmt *stmts[] = {
@@ -580,6 +701,7 @@ store_close(struct store *s)
     /* The last connection to close checkpoints and removes the WAL. */
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->reader_freed);
+    pthread_cond_destroy(&s->ck_wake);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);

@@ -46,6 +46,8 @@ struct store_config {
     int shard;              /* this worker's instance */
     int shard_count;        /* node.storage_workers */
     int sync_full;          /* 1: synchronous=FULL (fsync each commit) */
+    size_t checkpoint_bytes;/* WAL size that starts a checkpoint in the
+                             * background (0: 16 MiB) */
 };
 
 /* One version of a key.  Pointers are not owned. */
@@ -69,6 +71,7 @@ struct store_stats {
     uint64_t commits;       /* committed write transactions */
     uint64_t fsyncs;        /* WAL fsyncs by commits (0 in NORMAL mode) */
     uint64_t ops_committed; /* operations in those transactions */
+    uint64_t checkpoints;   /* WAL checkpoints completed */
     uint64_t epoch;         /* epoch of this start */
     struct clock clock;     /* committed clock */
 };

@@ -55,7 +55,7 @@ teardown(void **state)
 static struct store *
 open_ok(struct fixture *f, int shard, int count)
 {
-    struct store_config cfg = { f->path, shard, count, 1 };
+    struct store_config cfg = { f->path, shard, count, 1, 0 };
     struct store *s = NULL;
     enum store_status st = store_open(&cfg, &s, f->err, sizeof(f->err));
     if (st != STORE_OK)
@@ -67,7 +67,7 @@ open_ok(struct fixture *f, int shard, int count)
 static enum store_status
 open_status(struct fixture *f, int shard, int count)
 {
-    struct store_config cfg = { f->path, shard, count, 1 };
+    struct store_config cfg = { f->path, shard, count, 1, 0 };
     struct store *s = NULL;
     enum store_status st = store_open(&cfg, &s, f->err, sizeof(f->err));
     if (st == STORE_OK)
@@ -324,7 +324,7 @@ test_refuses_foreign_databases(void **state)
 
     char bad[256];
     snprintf(bad, sizeof(bad), "%s/no/such/dir/shard-0.db", f->dir);
-    struct store_config cfg = { bad, 0, 1, 1 };
+    struct store_config cfg = { bad, 0, 1, 1, 0 };
     struct store *s = NULL;
     assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)),
                      STORE_E_OPEN);
@@ -356,6 +356,55 @@ test_refuses_corrupt(void **state)
     write_file(f->path, junk, sizeof(junk), 6L * 16384);
     assert_int_equal(open_status(f, 0, 1), STORE_E_CORRUPT);
     assert_non_null(strstr(f->err, "quick_check"));
+}
+
+/* A small checkpoint size: the background checkpointer runs, and the data
+ * it copied into the main file reads back after a reopen. */
+static void
+test_background_checkpoints(void **state)
+{
+    struct fixture *f = *state;
+    struct store_config cfg = { f->path, 0, 1, 1, 64 * 1024 };
+    struct store *s = NULL;
+    struct store_stats st;
+    char key[16], value[1024];
+    int applied;
+
+    assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)), STORE_OK);
+    memset(value, 'c', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int t = 0; t < 40; t++) {
+        assert_int_equal(store_begin(s), 0);
+        for (int i = 0; i < 10; i++) {
+            snprintf(key, sizeof(key), "ck%03d", t * 10 + i);
+            struct store_entry e = entry(key, 1, (uint64_t)t + 1, "w", 0,
+                                         value);
+            assert_int_equal(store_apply(s, &e, &applied), 0);
+        }
+        assert_int_equal(store_commit(s, 10), 0);
+        usleep(2000);
+    }
+    for (int i = 0; i < 200; i++) {
+        store_stats(s, &st);
+        if (st.checkpoints > 0)
+            break;
+        usleep(10000);
+    }
+    assert_true(st.checkpoints > 0);
+    store_close(s);
+
+    s = open_ok(f, 0, 1);
+    store_stats(s, &st);
+    assert_int_equal(st.entries, 400);
+    struct store_reader *r = store_reader_get(s);
+    struct store_item it;
+    assert_int_equal(store_get(r, "ck399", 5, &it), 1);
+    assert_int_equal(it.e.stamp.counter, 40);
+    assert_int_equal(it.e.value_len, strlen(value));
+    assert_memory_equal(it.e.value, value, strlen(value));
+    store_item_free(&it);
+    store_reader_put(s, r);
+    store_close(s);
 }
 
 struct listing {
@@ -510,6 +559,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_refuses_corrupt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_background_checkpoints, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
