@@ -176,6 +176,7 @@ static const struct data_cmd set_cmd = {
     "and --file PATH from a file, so that it may hold any bytes.  Exits 4\n"
     "if the write timed out after it was sent: it may or may not apply.\n"
     "Prints nothing; with --json {\"status\":\"OK\",\"key\":..,\"stamp\":{..}}.\n"
+    "Write -- before a KEY or VALUE that starts with -, as in set -- k -1.\n"
     "  -f, --file PATH               read the value from PATH\n",
     ":" CTL_CLIENT_SHORTOPTS "hf:", set_longopts, 1, 2,
 };
