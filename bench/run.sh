@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# run.sh - the rzkv benchmark matrix on a fresh local 3-node cluster.
+#
+#   bench/run.sh [--quick] [--duration S] [--warmup S] [--repeats R]
+#                [--concurrency "1 16 64"] [--keys N] [--out DIR]
+#                [--base-port P] [--writes N]
+#
+# Starts `rzkvctl start --local 3` in a new directory, runs every cell of
+# the matrix (health, set 1 KiB, set 10 KiB, get 1 KiB after a prefill,
+# mix 50/50 1 KiB, each at every concurrency) REPEATS times, and takes the
+# median of each figure, since this machine is shared and noisy.  Around
+# each run it samples the CPU time of every cluster process (by role) and
+# afterwards the RSS of every node.  --writes N then sets N more keys and
+# samples RSS again (the memory bound after a million writes).
+#
+# Writes to OUT (default bench/out): results.md (tables, machine,
+# durability mode, ratios, RSS, the exact commands), results.json, the
+# plot results.png (gnuplot, Debian package gnuplot-nox), raw.jsonl (every
+# run), commands.txt.  Needs python3.  rzkvctl is taken from $RZKVCTL,
+# else $RZKV_BUILDDIR/rzkvctl, else $PATH; it finds rzkvd beside itself.
+set -eu
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+REPEATS=${REPEATS:-3}
+CONCURRENCY=${CONCURRENCY:-"1 16 64"}
+KEYS=${KEYS:-100000}
+OUT=${OUT:-$SRC/bench/out}
+BASE_PORT=${BASE_PORT:-18800}
+WRITES=${WRITES:-0}
+WORKLOADS=${WORKLOADS:-"health set1k set10k get1k mix"}
+
+usage() { sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) DURATION=3; WARMUP=1; REPEATS=1; KEYS=10000 ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --repeats) REPEATS=$2; shift ;;
+    --concurrency) CONCURRENCY=$2; shift ;;
+    --keys) KEYS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --base-port) BASE_PORT=$2; shift ;;
+    --writes) WRITES=$2; shift ;;
+    *) usage ;;
+    esac
+    shift
+done
+
+if [ -n "${RZKVCTL:-}" ]; then :
+elif [ -n "${RZKV_BUILDDIR:-}" ]; then RZKVCTL=$RZKV_BUILDDIR/rzkvctl
+else RZKVCTL=$(command -v rzkvctl) || { echo "run.sh: no rzkvctl" >&2; exit 1; }
+fi
+command -v python3 >/dev/null || { echo "run.sh: needs python3" >&2; exit 1; }
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+# Results are not sources: keep them out of git without touching .gitignore.
+[ -e "$OUT/.gitignore" ] || echo "*" >"$OUT/.gitignore"
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/rzkv-bench.XXXXXX")
+ADDRS=127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2))
+: >"$OUT/raw.jsonl"
+: >"$OUT/commands.txt"
+
+stop_cluster() {
+    "$RZKVCTL" stop --local --dir "$DIR" >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+trap stop_cluster EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "run.sh: $*" >&2; }
+# Log a command exactly as run, with the local cluster's directory
+# written as $DIR, then run it.
+run() {
+    local line="$*"
+    echo "${line//$DIR/\$DIR}" >>"$OUT/commands.txt"
+    "$@"
+}
+
+# pid role node, one line per process of the cluster.
+cluster_pids() {
+    "$RZKVCTL" status --json --local --dir "$DIR" | python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["nodes"]:
+    if n.get("pid"):
+        print(n["pid"], "supervisor", n["id"])
+    for w in n.get("workers", []):
+        if w.get("pid"):
+            print(w["pid"], w["role"], n["id"])'
+}
+
+# CPU ticks (utime + stime) of every cluster process: "role ticks" lines.
+cpu_sample() {
+    cluster_pids | while read -r pid role node; do
+        [ -r "/proc/$pid/stat" ] || continue
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+        echo "$role $pid $ticks"
+    done
+}
+
+rss_sample() {      # node role pid rss_kb
+    cluster_pids | while read -r pid role node; do
+        rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+        echo "$node $role $pid ${rss:-0}"
+    done
+}
+
+# bench_cell WORKLOAD C REP: one run, one JSON line in raw.jsonl.
+bench_cell() {
+    local w=$1 c=$2 rep=$3 args
+    case $w in
+    health) args="--op health" ;;
+    set1k) args="--op set --value-size 1024" ;;
+    set10k) args="--op set --value-size 10240" ;;
+    get1k) args="--op get --value-size 1024" ;;
+    mix) args="--op mix:50/50 --value-size 1024" ;;
+    *) log "unknown workload $w"; exit 2 ;;
+    esac
+    local before after start end json
+    before=$(cpu_sample)
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    json=$(run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json $args \
+        -c "$c" --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS") ||
+        [ -n "$json" ] || { log "bench failed: $w c=$c"; exit 1; }
+    end=$(date +%s.%N)
+    after=$(cpu_sample)
+    python3 - "$w" "$c" "$rep" "$start" "$end" "$json" "$before" "$after" \
+        >>"$OUT/raw.jsonl" <<'EOF'
+import json, os, sys
+w, c, rep, start, end, bench, before, after = sys.argv[1:]
+hz = os.sysconf("SC_CLK_TCK")
+wall = float(end) - float(start)
+def parse(s):
+    return {(r, p): int(t) for r, p, t in (l.split() for l in s.splitlines())}
+b, a = parse(before), parse(after)
+roles = {}
+for (role, pid), t in a.items():
+    roles[role] = roles.get(role, 0) + (t - b.get((role, pid), 0)) / hz / wall
+print(json.dumps({"workload": w, "concurrency": int(c), "repeat": int(rep),
+                  "wall_s": wall, "cluster_cpu_cores": roles,
+                  "bench": json.loads(bench)}))
+EOF
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.readlines()[-1])
+b=j["bench"]; print("run.sh: %-7s c=%-3d #%d %9.1f ops/s p99 %8.3f ms errors %d" % (
+    j["workload"], j["concurrency"], j["repeat"], b["ops_per_sec"],
+    b["latency_ms"]["p99"], b["errors"]))' <"$OUT/raw.jsonl" >&2
+}
+
+# ---- the machine and the cluster ---------------------------------------------
+log "cluster in $DIR, results in $OUT"
+run "$RZKVCTL" start --local 3 --dir "$DIR" --base-port "$BASE_PORT" >&2
+DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
+             head -1)
+: "${DURABILITY:=full}"
+{
+    echo "nproc=$(nproc)"
+    echo "cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
+    echo "kernel=$(uname -sr)"
+    echo "memory_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+    echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "durability=$DURABILITY"
+    echo "replica_count=$(sed -n 's/^ *replica_count: *//p' "$DIR/cluster.yml")"
+    echo "storage_workers=$(sed -n 's/^ *storage_workers: *//p' "$DIR/node-1.yml")"
+    echo "coordinator_workers=$(sed -n 's/^ *coordinator_workers: *//p' "$DIR/node-1.yml")"
+    echo "commit=$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "duration_s=$DURATION"
+    echo "warmup_s=$WARMUP"
+    echo "repeats=$REPEATS"
+    echo "keys=$KEYS"
+} >"$OUT/machine.txt"
+
+# ---- the matrix ----------------------------------------------------------------
+for w in $WORKLOADS; do
+    if [ "$w" = get1k ]; then
+        # Every key once, so gets find them (set cells wrote only some,
+        # some with 10 KiB values); measured figures exclude it.
+        log "prefill $KEYS keys of 1024 bytes"
+        run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json --op get \
+            --prefill --value-size 1024 --keys "$KEYS" -c 64 -n 1 \
+            >"$OUT/prefill.json"
+    fi
+    for c in $CONCURRENCY; do
+        for rep in $(seq 1 "$REPEATS"); do
+            bench_cell "$w" "$c" "$rep"
+        done
+    done
+done
+rss_sample >"$OUT/rss_after_matrix.txt"
+
+if [ "$WRITES" -gt 0 ]; then
+    log "$WRITES more writes (distinct keys), then RSS again"
+    run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json --op get \
+        --prefill --key-prefix w: --value-size 1024 --keys "$WRITES" \
+        -c 64 -n 1 >"$OUT/writes.json"
+    rss_sample >"$OUT/rss_after_writes.txt"
+fi
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+
+# ---- report --------------------------------------------------------------------
+python3 - "$OUT" <<'EOF'
+import json, os, statistics, sys
+out = sys.argv[1]
+machine = dict(l.rstrip("\n").split("=", 1) for l in open(f"{out}/machine.txt"))
+runs = [json.loads(l) for l in open(f"{out}/raw.jsonl")]
+names = {"health": "health", "set1k": "set 1 KiB", "set10k": "set 10 KiB",
+         "get1k": "get 1 KiB", "mix": "mix 50/50 1 KiB"}
+order = [w for w in names if any(r["workload"] == w for r in runs)]
+concs = sorted({r["concurrency"] for r in runs})
+med = statistics.median
+
+cells = []
+for w in order:
+    for c in concs:
+        rs = [r for r in runs if r["workload"] == w and r["concurrency"] == c]
+        if not rs:
+            continue
+        b = [r["bench"] for r in rs]
+        roles = sorted({k for r in rs for k in r["cluster_cpu_cores"]})
+        cells.append({
+            "workload": w, "concurrency": c, "runs": len(rs),
+            "ops_per_sec": med(x["ops_per_sec"] for x in b),
+            "ops_per_sec_min": min(x["ops_per_sec"] for x in b),
+            "ops_per_sec_max": max(x["ops_per_sec"] for x in b),
+            "latency_ms": {k: med(x["latency_ms"][k] for x in b)
+                           for k in ("p50", "p90", "p99", "p999", "max")},
+            "errors": med(x["errors"] for x in b),
+            "not_found": med(x["results"]["NOT_FOUND"] for x in b),
+            "bench_cpu_cores": med(x["bench_cpu_cores"] for x in b),
+            "cluster_cpu_cores": {k: med(r["cluster_cpu_cores"].get(k, 0)
+                                         for r in rs) for k in roles},
+        })
+def cell(w, c):
+    return next((x for x in cells if x["workload"] == w and
+                 x["concurrency"] == c), None)
+
+ratios = []
+for c in concs:
+    h = cell("health", c)
+    if h is None or h["ops_per_sec"] == 0:
+        continue
+    for w in ("set1k", "get1k"):
+        x = cell(w, c)
+        if x is not None:
+            ratios.append({"concurrency": c, "workload": w,
+                           "ratio": x["ops_per_sec"] / h["ops_per_sec"]})
+
+def read_rss(path):
+    if not os.path.exists(path):
+        return None
+    nodes = {}
+    for l in open(path):
+        node, role, pid, kb = l.split()
+        n = nodes.setdefault(node, {"total_kb": 0, "processes": []})
+        n["total_kb"] += int(kb)
+        n["processes"].append({"role": role, "pid": int(pid), "rss_kb": int(kb)})
+    return nodes
+rss = {"after_matrix": read_rss(f"{out}/rss_after_matrix.txt"),
+       "after_writes": read_rss(f"{out}/rss_after_writes.txt")}
+commands = [l.rstrip("\n") for l in open(f"{out}/commands.txt")]
+json.dump({"machine": machine, "cells": cells, "ratios": ratios, "rss": rss,
+           "commands": commands}, open(f"{out}/results.json", "w"), indent=1)
+
+# Plot data: one row per concurrency, ops/s and p99 per workload.
+with open(f"{out}/plot.dat", "w") as f:
+    f.write("# c " + " ".join(f"{w}_ops {w}_p99" for w in order) + "\n")
+    for c in concs:
+        row = [str(c)]
+        for w in order:
+            x = cell(w, c)
+            row += ([f"{x['ops_per_sec']:.1f}", f"{x['latency_ms']['p99']:.3f}"]
+                    if x else ["NaN", "NaN"])
+        f.write(" ".join(row) + "\n")
+with open(f"{out}/plot.cols", "w") as f:
+    f.write("".join(names[w] + "\n" for w in order))
+
+m = machine
+md = []
+md.append("# rzkv benchmark results\n")
+md.append(f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['kernel']}, "
+          f"{int(m['memory_kb']) // 1024} MiB; load average "
+          f"{m['loadavg_start']} at the start, {m.get('loadavg_end', '?')} "
+          "at the end (the machine is shared)")
+md.append(f"- cluster: 3 local nodes, replica_count {m['replica_count']}, "
+          f"{m['storage_workers']} storage and {m['coordinator_workers']} "
+          f"coordinator workers a node, **durability {m['durability']}**, "
+          "consistency QUORUM")
+md.append(f"- each cell: {m['duration_s']} s measured after {m['warmup_s']} s "
+          f"warmup, {m['repeats']} runs, median of each figure; "
+          f"keyspace {m['keys']} keys, uniform; source {m['commit']}, "
+          f"{m['date']}\n")
+md.append("| workload | c | ops/s | (min-max) | p50 ms | p90 ms | p99 ms "
+          "| p99.9 ms | max ms | errors | bench CPU | cluster CPU (sup/coord/storage) |")
+md.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for x in cells:
+    l, cc = x["latency_ms"], x["cluster_cpu_cores"]
+    cpu = "/".join(f"{cc.get(k, 0):.2f}" for k in
+                   ("supervisor", "coordinator", "storage"))
+    md.append(f"| {names[x['workload']]} | {x['concurrency']} "
+              f"| {x['ops_per_sec']:,.0f} | {x['ops_per_sec_min']:,.0f}-"
+              f"{x['ops_per_sec_max']:,.0f} | {l['p50']:.2f} | {l['p90']:.2f} "
+              f"| {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.1f} "
+              f"| {x['errors']:g} | {x['bench_cpu_cores']:.2f} | {cpu} |")
+md.append("\nCPU columns are cores (CPU seconds per second of the run, warmup "
+          "included): the bench process itself, and every cluster process "
+          "summed by role over the three nodes.\n")
+if ratios:
+    md.append("Throughput as a fraction of `--op health` at the same "
+              "concurrency (same run):\n")
+    md.append("| c | set 1 KiB / health | get 1 KiB / health |")
+    md.append("|---:|---:|---:|")
+    for c in concs:
+        r = {x["workload"]: x["ratio"] for x in ratios if x["concurrency"] == c}
+        if r:
+            md.append(f"| {c} | " + " | ".join(
+                f"{r[w]:.0%}" if w in r else "-" for w in ("set1k", "get1k"))
+                + " |")
+    md.append("")
+for label, key in (("after the matrix", "after_matrix"),
+                   (f"after the extra writes", "after_writes")):
+    if rss[key]:
+        md.append(f"RSS per node {label} (rzkvd and its workers, VmRSS): " +
+                  ", ".join(f"node {n} {v['total_kb'] / 1024:.1f} MiB"
+                            for n, v in sorted(rss[key].items())) + "\n")
+md.append("Commands (`$DIR` is the fresh cluster directory):\n")
+md.append("```")
+seen = set()
+for c in commands:
+    if c not in seen:
+        seen.add(c)
+        md.append(c)
+md.append("```")
+open(f"{out}/results.md", "w").write("\n".join(md) + "\n")
+EOF
+
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "datafile='$OUT/plot.dat'; colsfile='$OUT/plot.cols'; \
+        outfile='$OUT/results.png'" "$SRC/bench/plot.gp" ||
+        log "gnuplot failed; no plot"
+else
+    log "gnuplot not found (Debian: gnuplot-nox); no plot"
+fi
+log "done: $OUT/results.md"
