@@ -2,20 +2,26 @@
  * sup_front.c - the node's one TCP address, held by the supervisor.
  *
  * NAME
- *	sup_front - an nng device from tcp://node.local_address to the
- *	coordinators' IPC sockets
+ *	sup_front - forward tcp://node.local_address to the coordinators'
+ *	IPC sockets
  * DESCRIPTION
  *	Clients and peer nodes know a node by one address.  It must outlive
  *	any worker crash, so the supervisor holds it: a raw REP socket
  *	listens on node.local_address, a raw REQ socket dials every
  *	coordinator's RUN_DIR/coord-N.ipc (RZKV_COORD_IPC_FMT; coordinators
- *	listen there), and nng_device() forwards requests one way and replies
- *	the other in a thread of its own.  Raw sockets keep the routing
- *	header, so each reply finds its way back to the client connection
- *	that asked; the REQ side spreads requests over the coordinators that
- *	are connected.  When a coordinator restarts, its dialer reconnects
- *	within RECONNECT_MAX_MS; a request lost with it is resent by the
- *	client's REQ socket.
+ *	listen there), and FRONT_FORWARDERS asynchronous forwarders per
+ *	direction move requests one way and replies the other.  Raw sockets
+ *	keep the routing header, so each reply finds its way back to the
+ *	client connection that asked; the REQ side spreads requests over the
+ *	coordinators that are connected.  When a coordinator restarts, its
+ *	dialer reconnects within RECONNECT_MAX_MS; a request lost with it is
+ *	resent by the client's REQ socket.
+ *
+ *	This is what nng_device() does, written out with aios: nng 1.5.2's
+ *	nng_device() holds references that make nng_close() deadlock against
+ *	it (nanomsg/nng#1503), forwarders keep several messages in flight each
+ *	way, and their callbacks run on nng's threads, so no thread of ours is
+ *	needed.  At exit the sockets are not closed (sup_front_close).
  *
  *	nng starts threads at its first call and is not fork-safe.  The
  *	supervisor keeps spawning workers after this, which is safe because a
@@ -26,8 +32,8 @@
  *	can still tell the user, that the port is free.  On stop the listener
  *	closes first, so no new work arrives while the workers drain.
  *
- *	The device thread blocks every signal: libevent delivers them to the
- *	main thread's loop.
+ *	nng's threads are started with every signal blocked: libevent
+ *	delivers the signals to the main thread's loop.
  * SEE ALSO
  *	worker/coord.c (the other end), DESIGN.md section 3
  */
@@ -54,14 +60,24 @@
 #define RECONNECT_MIN_MS    10
 #define RECONNECT_MAX_MS    200
 #define FRONT_MSG_SLACK     (1u << 20)  /* envelope beyond the value */
+#define FRONT_FORWARDERS    8           /* messages in flight each way */
+
+struct sup_front;
+
+/* One message at a time from one socket to the other. */
+struct forwarder {
+    struct sup_front *front;
+    nng_aio *aio;
+    nng_socket from, to;
+    int sending;                /* the aio is a send, not a receive */
+};
 
 struct sup_front {
     nng_socket rep;             /* tcp, clients and peers */
     nng_socket req;             /* ipc, coordinators */
     nng_listener listener;
     int listening;
-    pthread_t thread;
-    int running;
+    struct forwarder fwd[2 * FRONT_FORWARDERS];
 };
 
 /* Split an nng tcp URL into host and port; -1 if it is not tcp. */
@@ -123,14 +139,45 @@ sup_front_probe(const struct node_conf *node, char *err, size_t errlen)
     return failed ? -1 : 0;
 }
 
-static void *
-device_thread(void *arg)
+/* Runs on an nng thread: receive, send, receive again, until closed. */
+static void
+forward_cb(void *arg)
 {
-    struct sup_front *f = arg;
-    int rv = nng_device(f->rep, f->req);
-    if (rv != NNG_ECLOSED && rv != 0)
-        log_warnx("front door stopped: %s", nng_strerror(rv));
-    return NULL;
+    struct forwarder *fw = arg;
+    int rv = nng_aio_result(fw->aio);
+
+    if (fw->sending && rv != 0)
+        nng_msg_free(nng_aio_get_msg(fw->aio));
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return;
+    if (rv != 0 && rv != NNG_ETIMEDOUT)
+        log_debug("front door: %s: %s", fw->sending ? "send" : "receive",
+                  nng_strerror(rv));
+    if (!fw->sending && rv == 0) {
+        nng_aio_set_msg(fw->aio, nng_aio_get_msg(fw->aio));
+        fw->sending = 1;
+        nng_send_aio(fw->to, fw->aio);
+        return;
+    }
+    fw->sending = 0;
+    nng_recv_aio(fw->from, fw->aio);
+}
+
+static int
+forwarders_start(struct sup_front *f)
+{
+    for (int i = 0; i < 2 * FRONT_FORWARDERS; i++) {
+        struct forwarder *fw = &f->fwd[i];
+        fw->front = f;
+        fw->from = i < FRONT_FORWARDERS ? f->rep : f->req;
+        fw->to = i < FRONT_FORWARDERS ? f->req : f->rep;
+        int rv = nng_aio_alloc(&fw->aio, forward_cb, fw);
+        if (rv != 0)
+            return rv;
+    }
+    for (int i = 0; i < 2 * FRONT_FORWARDERS; i++)
+        nng_recv_aio(f->fwd[i].from, f->fwd[i].aio);
+    return 0;
 }
 
 static int
@@ -182,7 +229,7 @@ int
 sup_front_open(struct sup *s, char *err, size_t errlen)
 {
     sigset_t all, old;
-    int rc = -1;
+    int rc = -1, rv;
 
     struct sup_front *f = calloc(1, sizeof(*f));
     if (f == NULL) {
@@ -190,17 +237,15 @@ sup_front_open(struct sup *s, char *err, size_t errlen)
         return -1;
     }
     s->front = f;
-    /* nng's threads and ours inherit this mask: signals stay with the
-     * main thread, where libevent waits for them. */
+    /* nng's threads inherit this mask: signals stay with the main thread,
+     * where libevent waits for them. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     if (front_sockets(s, f, err, errlen) == 0) {
-        int e = pthread_create(&f->thread, NULL, device_thread, f);
-        if (e != 0)
-            snprintf(err, errlen, "front door thread: %s", strerror(e));
+        if ((rv = forwarders_start(f)) != 0)
+            snprintf(err, errlen, "front door: %s", nng_strerror(rv));
         else
             rc = 0;
-        f->running = e == 0;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0)
@@ -221,18 +266,17 @@ sup_front_close_listener(struct sup *s)
     log_info("front door closed: no new connections");
 }
 
+/*
+ * At exit.  The listener was closed when the stop began; the sockets and
+ * their forwarders are left to the end of the process, on purpose: nng
+ * 1.5.2's nng_close() can deadlock against pipes with messages in flight
+ * (rzkvd hung at exit about once in six stops under load, with the main
+ * thread in nng_close(); see also nanomsg/nng#1503 and #1543), and there
+ * is nothing left to flush: the clients' connections are closed.
+ */
 void
 sup_front_close(struct sup *s)
 {
-    struct sup_front *f = s->front;
-    if (f == NULL)
-        return;
     sup_front_close_listener(s);
-    /* Closing a socket ends nng_device(). */
-    nng_close(f->rep);
-    nng_close(f->req);
-    if (f->running)
-        pthread_join(f->thread, NULL);
-    free(f);
-    s->front = NULL;
+    s->front = NULL;            /* still used by nng's threads until exit */
 }

@@ -14,7 +14,10 @@
  *	most about 5 s.  Slots waiting for a restart are simply cancelled.
  *	When the last storage worker is gone the event loop ends and
  *	sup_main() removes the sockets, the active cluster copy and the
- *	pidfile.
+ *	pidfile.  Should any of that hang (a library call that never
+ *	returns), a watchdog alarm ends rzkvd after STOP_WATCHDOG_S with exit
+ *	status 1 (Postfix master_sigdeath's killme_after); the workers die
+ *	with it (PR_SET_PDEATHSIG) and the next start removes the leftovers.
  * SEE ALSO
  *	sup_main.c, sup_state.c
  */
@@ -22,12 +25,41 @@
 
 #include <event2/event.h>
 #include <signal.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "sup.h"
 
 #define STOP_TERM_MS    1500    /* after "stop": SIGTERM */
 #define STOP_KILL_MS    1000    /* after SIGTERM: SIGKILL */
+#define STOP_WATCHDOG_S 20      /* after the stop began: give up */
+
+/*
+ * WARNING: signal context.  Only async-signal-safe calls: no logging (the
+ * log lock may be held by the very call that hangs), no stdio.
+ */
+static void
+stop_watchdog(int sig)
+{
+    static const char msg[] =
+        "rzkvd: the stop did not finish in time, exiting now\n";
+    (void)sig;
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+        _exit(RZKV_EXIT_FATAL);
+    _exit(RZKV_EXIT_FATAL);
+}
+
+static void
+arm_watchdog(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = stop_watchdog;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(STOP_WATCHDOG_S);
+}
 
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -73,6 +105,7 @@ sup_stop(struct sup *s, const char *why)
     }
     log_info("stopping node %s: %s", s->node->id, why);
     s->state = SUP_STOPPING;
+    arm_watchdog();
     sup_front_close_listener(s);
     for (int r = 0; r < SUP_NROLES; r++)
         for (int i = 0; i < s->groups[r].count; i++) {
