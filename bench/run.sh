@@ -52,6 +52,8 @@ if [ -n "${RZKVCTL:-}" ]; then :
 elif [ -n "${RZKV_BUILDDIR:-}" ]; then RZKVCTL=$RZKV_BUILDDIR/rzkvctl
 else RZKVCTL=$(command -v rzkvctl) || { echo "run.sh: no rzkvctl" >&2; exit 1; }
 fi
+# The coordinator's test tool reads NodeInfo (messages, commits, fsyncs).
+COORD_LOAD=${COORD_LOAD:-$(dirname "$RZKVCTL")/t/coord_load}
 command -v python3 >/dev/null || { echo "run.sh: needs python3" >&2; exit 1; }
 
 mkdir -p "$OUT"
@@ -91,13 +93,53 @@ for n in json.load(sys.stdin)["nodes"]:
             print(w["pid"], w["role"], n["id"])'
 }
 
-# CPU ticks (utime + stime) of every cluster process: "role ticks" lines.
-cpu_sample() {
-    cluster_pids | while read -r pid role node; do
-        [ -r "/proc/$pid/stat" ] || continue
-        ticks=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
-        echo "$role $pid $ticks"
-    done
+# One JSON sample of the cluster and the machine: per process CPU ticks
+# (user, system) and context switches (all threads), the machine's busy
+# ticks (so load from outside the cluster shows), and, when the build has
+# t/coord_load, every worker's NodeInfo counters (messages, commits).
+sample() {
+    local info=""
+    if [ -x "$COORD_LOAD" ]; then
+        info=$("$COORD_LOAD" -i "$ADDRS" 2>/dev/null) || info=""
+    fi
+    "$RZKVCTL" status --json --local --dir "$DIR" |
+    python3 -c '
+import glob, json, re, sys, time
+def ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]), int(f[12])
+def switches(pid):
+    n = 0
+    for st in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            for l in open(st):
+                if "ctxt_switches:" in l:
+                    n += int(l.split()[1])
+        except OSError:
+            pass
+    return n
+procs = {}
+for n in json.load(sys.stdin)["nodes"]:
+    ps = [(n.get("pid"), "supervisor")]
+    ps += [(w.get("pid"), w["role"]) for w in n.get("workers", [])]
+    for pid, role in ps:
+        try:
+            u, s = ticks(pid)
+            procs[str(pid)] = {"node": n["id"], "role": role, "utime": u,
+                               "stime": s, "ctxsw": switches(pid)}
+        except (OSError, TypeError):
+            pass
+cpu = open("/proc/stat").readline().split()[1:]
+busy = sum(int(x) for k, x in enumerate(cpu) if k not in (3, 4))
+info = {}
+for l in sys.argv[1].splitlines():
+    m = re.match(r"node (\d+) (\w+)\[(\d+)\]: (.*)", l)
+    if m:
+        f = m.group(4).split()
+        info[f"{m.group(1)}/{m.group(2)}/{m.group(3)}"] = {
+            f[k]: int(f[k + 1]) for k in range(0, len(f) - 1, 2)}
+print(json.dumps({"time": time.time(), "machine_busy": busy,
+                  "procs": procs, "nodeinfo": info}))' "$info"
 }
 
 rss_sample() {      # node role pid rss_kb
@@ -118,30 +160,39 @@ bench_cell() {
     mix) args="--op mix:50/50 --value-size 1024" ;;
     *) log "unknown workload $w"; exit 2 ;;
     esac
-    local before after start end json
-    before=$(cpu_sample)
-    start=$(date +%s.%N)
+    local before after json
+    before=$(sample)
     # shellcheck disable=SC2086
     json=$(run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json $args \
         -c "$c" --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS") ||
         [ -n "$json" ] || { log "bench failed: $w c=$c"; exit 1; }
-    end=$(date +%s.%N)
-    after=$(cpu_sample)
-    python3 - "$w" "$c" "$rep" "$start" "$end" "$json" "$before" "$after" \
+    after=$(sample)
+    python3 - "$w" "$c" "$rep" "$json" "$before" "$after" \
         >>"$OUT/raw.jsonl" <<'EOF'
 import json, os, sys
-w, c, rep, start, end, bench, before, after = sys.argv[1:]
+w, c, rep, bench, before, after = sys.argv[1:]
+bench, b, a = json.loads(bench), json.loads(before), json.loads(after)
 hz = os.sysconf("SC_CLK_TCK")
-wall = float(end) - float(start)
-def parse(s):
-    return {(r, p): int(t) for r, p, t in (l.split() for l in s.splitlines())}
-b, a = parse(before), parse(after)
+wall = a["time"] - b["time"]
 roles = {}
-for (role, pid), t in a.items():
-    roles[role] = roles.get(role, 0) + (t - b.get((role, pid), 0)) / hz / wall
-print(json.dumps({"workload": w, "concurrency": int(c), "repeat": int(rep),
-                  "wall_s": wall, "cluster_cpu_cores": roles,
-                  "bench": json.loads(bench)}))
+for pid, p in a["procs"].items():
+    q = b["procs"].get(pid, {"utime": 0, "stime": 0, "ctxsw": 0})
+    r = roles.setdefault(p["role"], {"user": 0.0, "sys": 0.0, "ctxsw": 0})
+    r["user"] += (p["utime"] - q["utime"]) / hz / wall
+    r["sys"] += (p["stime"] - q["stime"]) / hz / wall
+    r["ctxsw"] += p["ctxsw"] - q["ctxsw"]
+cluster = sum(r["user"] + r["sys"] for r in roles.values())
+machine = (a["machine_busy"] - b["machine_busy"]) / hz / wall
+counters = {}
+for k, v in a["nodeinfo"].items():
+    for f, x in v.items():
+        counters[f] = counters.get(f, 0) + x - b["nodeinfo"].get(k, {}).get(f, 0)
+print(json.dumps({
+    "workload": w, "concurrency": int(c), "repeat": int(rep), "wall_s": wall,
+    "cluster_cpu_cores": {k: r["user"] + r["sys"] for k, r in roles.items()},
+    "cluster_cpu_split": roles, "machine_busy_cores": machine,
+    "other_cpu_cores": machine - cluster - bench["bench_cpu_cores"],
+    "nodeinfo_delta": counters, "bench": bench}))
 EOF
     python3 -c 'import json,sys; j=json.loads(sys.stdin.readlines()[-1])
 b=j["bench"]; print("run.sh: %-7s c=%-3d #%d %9.1f ops/s p99 %8.3f ms errors %d" % (
@@ -212,6 +263,40 @@ order = [w for w in names if any(r["workload"] == w for r in runs)]
 concs = sorted({r["concurrency"] for r in runs})
 med = statistics.median
 
+def profile(r):
+    """Per-request costs of one run (warmup included on both sides)."""
+    n = r["bench"].get("requests_all") or 0
+    if n == 0:
+        return None
+    split, nd = r["cluster_cpu_split"], r.get("nodeinfo_delta") or {}
+    p = {"cpu_us": {k: (v["user"] + v["sys"]) * r["wall_s"] / n * 1e6
+                    for k, v in split.items()},
+         "sys_share": (sum(v["sys"] for v in split.values()) /
+                       max(1e-9, sum(v["user"] + v["sys"]
+                                     for v in split.values()))),
+         "ctxsw": sum(v["ctxsw"] for v in split.values()) / n,
+         "other_cores": r["other_cpu_cores"]}
+    if nd.get("batches_sent"):
+        p["batches"] = nd["batches_sent"] / n
+        p["ops_per_batch"] = nd["ops_sent"] / nd["batches_sent"]
+    if nd.get("commits"):
+        p["ops_per_commit"] = nd["ops_committed"] / nd["commits"]
+        p["fsyncs"] = nd["fsyncs"] / n
+    return p
+
+def median_profile(rs):
+    ps = [p for p in map(profile, rs) if p]
+    if not ps:
+        return None
+    out = {"cpu_us": {k: med(p["cpu_us"].get(k, 0) for p in ps)
+                      for k in sorted({k for p in ps for k in p["cpu_us"]})}}
+    for k in ("sys_share", "ctxsw", "other_cores", "batches",
+              "ops_per_batch", "ops_per_commit", "fsyncs"):
+        vs = [p[k] for p in ps if k in p]
+        if vs:
+            out[k] = med(vs)
+    return out
+
 cells = []
 for w in order:
     for c in concs:
@@ -232,6 +317,8 @@ for w in order:
             "bench_cpu_cores": med(x["bench_cpu_cores"] for x in b),
             "cluster_cpu_cores": {k: med(r["cluster_cpu_cores"].get(k, 0)
                                          for r in rs) for k in roles},
+            "other_cpu_cores": med(r["other_cpu_cores"] for r in rs),
+            "profile": median_profile(rs),
         })
 def cell(w, c):
     return next((x for x in cells if x["workload"] == w and
@@ -307,6 +394,27 @@ for x in cells:
 md.append("\nCPU columns are cores (CPU seconds per second of the run, warmup "
           "included): the bench process itself, and every cluster process "
           "summed by role over the three nodes.\n")
+md.append("Where the time goes, per client request (medians; counters from "
+          "/proc and from each worker's NodeInfo):\n")
+md.append("| workload | c | cluster CPU us/req (sup/coord/storage) | kernel "
+          "share | ctx switches/req | batch msgs/req | replica ops/msg "
+          "| ops/commit | fsyncs/req | other load (cores) |")
+md.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+def f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+for x in cells:
+    p = x["profile"]
+    if p is None:
+        continue
+    us = "/".join(f"{p['cpu_us'].get(k, 0):.0f}" for k in
+                  ("supervisor", "coordinator", "storage"))
+    md.append(f"| {names[x['workload']]} | {x['concurrency']} | {us} "
+              f"| {p['sys_share']:.0%} | {p['ctxsw']:.1f} "
+              f"| {f(p.get('batches'), '.2f')} "
+              f"| {f(p.get('ops_per_batch'), '.1f')} "
+              f"| {f(p.get('ops_per_commit'), '.1f')} "
+              f"| {f(p.get('fsyncs'), '.2f')} | {p['other_cores']:.2f} |")
+md.append("")
 if ratios:
     md.append("Throughput as a fraction of `--op health` at the same "
               "concurrency (same run):\n")

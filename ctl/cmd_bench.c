@@ -96,6 +96,7 @@ struct worker {
     struct hdr *total;
     uint64_t total_counts[NSTATUS];
     uint64_t last_done;
+    uint64_t all_requests;          /* warmup included */
 };
 
 struct bench {
@@ -603,6 +604,7 @@ run_requests(void *arg)
         rzkv_status st = do_request(w, serial);
         done = now_ns();
         record(w, measured, st, done - due, done);
+        w->all_requests++;
     }
     return NULL;
 }
@@ -847,6 +849,7 @@ struct summary {
     struct hdr *h;
     uint64_t counts[NSTATUS];
     uint64_t requests;
+    uint64_t all_requests;          /* warmup included */
     double seconds;                 /* warm_end to the last measured answer */
     double ops_per_sec;
     double cpu_seconds;             /* this process, over the same window */
@@ -866,6 +869,7 @@ summarize(struct bench *b, struct summary *sum, const struct rusage *end)
             sum->counts[s] += w->total_counts[s];
         if (w->last_done > last)
             last = w->last_done;
+        sum->all_requests += w->all_requests;
     }
     sum->requests = sum->h->count;
     sum->seconds = (double)(last - b->warm_end) / 1e9;
@@ -950,8 +954,8 @@ print_json(const struct bench *b, const struct summary *sum,
         printf("%.1f", bc->rps);
     else
         printf("null");
-    printf(",\"addresses\":%zu,\"connections\":%u", bc->client.naddrs,
-           bc->connections);
+    printf(",\"addresses\":%zu,\"connections\":%u,\"requests_all\":%" PRIu64,
+           bc->client.naddrs, bc->connections, sum->all_requests);
     printf(",\"bench_cpu_s\":%.3f,\"bench_cpu_cores\":%.3f",
            sum->cpu_seconds,
            sum->seconds > 0 ? sum->cpu_seconds / sum->seconds : 0.0);
