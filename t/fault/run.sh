@@ -1,0 +1,576 @@
+#!/usr/bin/env bash
+# run.sh - rzkv's fault-injection run: a real cluster, client workloads
+# recording histories, faults on a schedule from a seed, then the checks.
+#
+#   t/fault/run.sh [--seed N] [--nodes 3|5] [--duration SECONDS]
+#                  [--net auto|netns|proxy|none] [--faults LIST]
+#                  [--base-port P] [--summary FILE] [--keep DIR]
+#
+# The seed (random if not given) is always printed first as "# seed N";
+# the same seed gives the same fault schedule, so a failure can be
+# replayed with --seed.  Output is TAP; figures are "# " lines.
+#
+# What it does:
+#   1. starts N nodes (replica_count 3, or N if smaller), each in its own
+#      network namespace joined by veth pairs to a bridge in a namespace
+#      of its own (--net netns: needs root, `ip netns`, nft; addresses
+#      10.77.0.0/24 exist only inside those namespaces, all created and
+#      removed here), or on 127.0.0.1 with every node-to-node link through
+#      t/fault/proxy.py (--net proxy), or as `rzkvctl start --local` with
+#      process faults only (--net none).  auto: netns if possible, else
+#      proxy.
+#   2. runs t/fault/workload (register, unique-write and delete workloads)
+#      for the duration while injecting, one at a time, faults drawn from
+#      the seed (--faults restricts them; default all that the mode has):
+#        kill-node      kill -9 of a node's rzkvd and workers, restarted
+#        kill-worker    kill -9 of one worker (the supervisor restarts it)
+#        crash-storage  kill -9 of every storage worker of a node under
+#                       write load (group commits in flight)
+#        pause          SIGSTOP of a whole node for a few seconds
+#        partition      majority/minority split of the nodes
+#        isolate        one node cut from all others
+#        bridge         two halves that only one node still links
+#        loss           random packet loss (proxy: connection resets)
+#        delay          netem delay (proxy: per-chunk delay); without
+#                       netem in the kernel, a tbf rate limit ("slow")
+#   3. heals everything, restarts what is down, reads every key back at
+#      QUORUM and then at ALL (read repair), waits for every replica to
+#      list every key with the same stamp, and checks the history:
+#      linearizable per key, no acknowledged write lost, no deleted key
+#      resurrected.
+#
+# CI runs short runs (t/fault/fault3.sh, fault5.sh).  A long soak:
+#
+#   for s in $(seq 1 20); do
+#     RZKV_BUILDDIR=$PWD t/fault/run.sh --nodes 5 --duration 600 || break
+#   done
+#
+# (from the build directory; each run prints its seed.)
+set -u
+
+: "${RZKV_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${RZKV_BUILDDIR:=$RZKV_SRCDIR}"
+. "$RZKV_SRCDIR/t/lib/tap.sh"
+
+FAULT_DIR=$RZKV_SRCDIR/t/fault
+WORKLOAD=$RZKV_BUILDDIR/t/fault/workload
+PY=${PYTHON:-python3}
+
+seed=
+nodes=3
+duration=30
+net=auto
+faults=
+base_port=
+summary=
+keep=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --seed) seed=$2; shift 2 ;;
+    --nodes) nodes=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --net) net=$2; shift 2 ;;
+    --faults) faults=$2; shift 2 ;;
+    --base-port) base_port=$2; shift 2 ;;
+    --summary) summary=$2; shift 2 ;;
+    --keep) keep=$2; shift 2 ;;
+    *) echo "usage: run.sh [--seed N] [--nodes N] [--duration S] [--net auto|netns|proxy|none] [--faults a,b] [--base-port P] [--summary FILE] [--keep DIR]" >&2
+       exit 64 ;;
+    esac
+done
+[ -n "$seed" ] || seed=$(( $(od -An -N4 -tu4 /dev/urandom) % 1000000000 ))
+echo "# seed $seed"
+RANDOM=$seed
+# Ports: 127.0.0.1 modes use base..base+N-1 (metrics +1000, proxies
+# +100..); keep runs that may go in parallel apart with --base-port.
+[ -n "$base_port" ] || base_port=$(( 23000 + (seed % 50) * 20 ))
+
+[ -x "$WORKLOAD" ] || skip_all "t/fault/workload not built ($WORKLOAD)"
+command -v "$PY" >/dev/null 2>&1 || skip_all "python3 not found"
+
+# ---- mode ---------------------------------------------------------------
+netns_possible() {
+    [ "$(id -u)" = 0 ] && command -v ip >/dev/null && \
+        command -v nft >/dev/null && ip netns list >/dev/null 2>&1
+}
+if [ "$net" = auto ]; then
+    if netns_possible; then net=netns; else net=proxy; fi
+fi
+case $net in
+netns) netns_possible || skip_all "--net netns needs root, ip and nft" ;;
+proxy|none) ;;
+*) echo "run.sh: unknown --net $net" >&2; exit 64 ;;
+esac
+
+replicas=$(( nodes < 3 ? nodes : 3 ))
+tag=$$
+CL=rzkvf$tag-cl            # the clients' namespace (netns mode)
+SW=rzkvf$tag-sw            # the bridge's namespace
+ns_of() { echo "rzkvf$tag-n$1"; }
+ip_of() { echo "10.77.0.$((10 + $1))"; }
+NODE_PORT=7000             # netns mode: every node on its own address
+proxy_pid=
+has_netem=0
+
+# in_ns NODE command...: run in the node's namespace (or here).
+in_ns() {
+    local i=$1; shift
+    if [ "$net" = netns ]; then ip netns exec "$(ns_of "$i")" "$@"; else "$@"; fi
+}
+# as_client command...: run where the clients are.
+as_client() {
+    if [ "$net" = netns ]; then ip netns exec "$CL" "$@"; else "$@"; fi
+}
+
+client_addrs() {
+    local i out=
+    for i in $(seq 1 "$nodes"); do
+        if [ "$net" = netns ]; then
+            out="$out,$(ip_of "$i"):$NODE_PORT"
+        else
+            out="$out,127.0.0.1:$((base_port + i - 1))"
+        fi
+    done
+    echo "${out#,}"
+}
+node_addr() {
+    if [ "$net" = netns ]; then echo "$(ip_of "$1"):$NODE_PORT"
+    else echo "127.0.0.1:$((base_port + $1 - 1))"; fi
+}
+proxy_port() { echo $((base_port + 100 + ($1 - 1) * nodes + $2 - 1)); }
+
+# ---- configuration (netns and proxy modes) ------------------------------
+write_configs() {
+    local i j host port mport
+    mkdir -p "$T/c"
+    for i in $(seq 1 "$nodes"); do
+        if [ "$net" = netns ]; then
+            host=$(ip_of "$i"); port=$NODE_PORT; mport=$((NODE_PORT + 1000))
+        else
+            host=127.0.0.1; port=$((base_port + i - 1)); mport=$((port + 1000))
+        fi
+        mkdir -p "$T/c/data/node-$i" "$T/c/run/$i" "$T/c/log"
+        cat >"$T/c/node-$i.yml" <<EOF
+node:
+  id: "$i"
+  local_address: $host:$port
+  local_metrics_address: $host:$mport
+  data_dir: $T/c/data/node-$i
+  run_dir: $T/c/run/$i
+  storage_workers: 2
+  coordinator_workers: 1
+  durability: full
+  log:
+    file: $T/c/log/node-$i.log
+    level: info
+EOF
+        {
+            echo "cluster:"
+            echo "  seed: 0"
+            echo "  replica_count: $replicas"
+            echo "  timeout_ms: 1000"
+            echo "  nodes:"
+            for j in $(seq 1 "$nodes"); do
+                echo "    \"$j\":"
+                if [ "$net" = proxy ] && [ "$i" != "$j" ]; then
+                    echo "      remote_address: 127.0.0.1:$(proxy_port "$i" "$j")"
+                else
+                    echo "      remote_address: $(node_addr "$j")"
+                fi
+            done
+        } >"$T/c/cluster-$i.yml"
+    done
+}
+
+# ---- network namespaces ---------------------------------------------------
+netns_up() {
+    local i
+    ip netns add "$SW" || return 1
+    ip -n "$SW" link add br0 type bridge || return 1
+    ip -n "$SW" link set br0 up
+    ip -n "$SW" link set lo up
+    for i in $(seq 1 "$nodes") cl; do
+        local ns addr
+        if [ "$i" = cl ]; then ns=$CL; addr=10.77.0.100
+        else ns=$(ns_of "$i"); addr=$(ip_of "$i"); fi
+        ip netns add "$ns" || return 1
+        ip -n "$SW" link add "v$i" type veth peer name eth0 netns "$ns" || return 1
+        ip -n "$SW" link set "v$i" master br0 up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$addr/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        if [ "$i" != cl ]; then
+            ip netns exec "$ns" nft -f - <<EOF || return 1
+table inet rzkvfault {
+    chain input { type filter hook input priority 0; policy accept; }
+}
+EOF
+        fi
+    done
+    if ip netns exec "$(ns_of 1)" tc qdisc add dev eth0 root netem delay 1ms 2>/dev/null; then
+        has_netem=1
+        ip netns exec "$(ns_of 1)" tc qdisc del dev eth0 root 2>/dev/null
+    fi
+}
+
+netns_down() {
+    local i ns
+    for i in $(seq 1 "$nodes") cl; do
+        if [ "$i" = cl ]; then ns=$CL; else ns=$(ns_of "$i"); fi
+        # Anything still running inside goes first.
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    ip netns del "$SW" 2>/dev/null
+}
+
+# ---- nodes ----------------------------------------------------------------
+status_json() {
+    if [ "$net" = none ]; then
+        "$RZKVCTL" status --json --local --dir "$T/c" 2>/dev/null |
+            "$PY" -c 'import json,sys
+d=json.load(sys.stdin)
+for n in d.get("nodes",[]):
+    if n.get("id")==sys.argv[1]: print(json.dumps(n, separators=(",",":")))' "$1"
+    else
+        "$RZKVCTL" status --json "$T/c/node-$1.yml" "$T/c/cluster-$1.yml" 2>/dev/null
+    fi
+}
+
+# pids_of NODE [ROLE]: the supervisor and every worker (or one role's).
+pids_of() {
+    status_json "$1" | "$PY" -c 'import json,sys
+try:
+    d=json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+if "nodes" in d: d=d["nodes"][0]
+role=sys.argv[1]
+out=[]
+if not role and d.get("pid"): out.append(d["pid"])
+for w in d.get("workers",[]):
+    if w.get("pid") and (not role or w.get("role")==role): out.append(w["pid"])
+print(" ".join(str(p) for p in out))' "${2:-}"
+}
+
+start_nodes() {
+    local i
+    if [ "$net" = none ]; then
+        "$RZKVCTL" start --local "$nodes" --dir "$T/c" --base-port "$base_port" >/dev/null
+        return
+    fi
+    for i in $(seq 1 "$nodes"); do
+        if ! node_serving "$i"; then
+            in_ns "$i" "$RZKVCTL" start "$T/c/node-$i.yml" "$T/c/cluster-$i.yml" >/dev/null || return 1
+        fi
+    done
+}
+
+node_serving() {
+    status_json "$1" | grep -q '"state":"serving"'
+}
+
+all_serving() {
+    local i
+    for i in $(seq 1 "$nodes"); do node_serving "$i" || return 1; done
+}
+
+stop_nodes() {
+    local i p
+    for i in $(seq 1 "$nodes"); do
+        for p in $(pids_of "$i"); do kill -CONT "$p" 2>/dev/null; done
+    done
+    if [ "$net" = none ]; then
+        "$RZKVCTL" stop --local --dir "$T/c" >/dev/null 2>&1
+    else
+        for i in $(seq 1 "$nodes"); do
+            "$RZKVCTL" stop "$T/c/node-$i.yml" "$T/c/cluster-$i.yml" >/dev/null 2>&1
+        done
+    fi
+    # Whatever did not stop is killed.
+    for i in $(seq 1 "$nodes"); do
+        for p in $(pids_of "$i"); do kill -9 "$p" 2>/dev/null; done
+        [ -f "$T/c/run/$i/rzkvd.pid" ] && kill -9 "$(cat "$T/c/run/$i/rzkvd.pid")" 2>/dev/null
+        [ -f "$T/c/run/node-$i/rzkvd.pid" ] && kill -9 "$(cat "$T/c/run/node-$i/rzkvd.pid")" 2>/dev/null
+    done
+}
+
+# ---- network faults ---------------------------------------------------------
+PROXY_CTL=
+proxy_rules() {   # blocked-pairs-json delay_ms loss
+    printf '{"blocked": %s, "delay_ms": %s, "jitter_ms": %s, "loss": %s, "reset_on_cut": %s}\n' \
+        "$1" "$2" "$(( $2 / 2 ))" "$3" "${4:-false}" >"$PROXY_CTL.tmp"
+    mv "$PROXY_CTL.tmp" "$PROXY_CTL"
+}
+
+# cut "A B" "C D" [RESET]: no traffic between the two groups (proxy: RESET
+# true also resets the connections open across the cut).
+cut_groups() {
+    local a b pairs=
+    for a in $1; do
+        for b in $2; do
+            if [ "$net" = netns ]; then
+                ip netns exec "$(ns_of "$a")" nft add rule inet rzkvfault input ip saddr "$(ip_of "$b")" drop
+                ip netns exec "$(ns_of "$b")" nft add rule inet rzkvfault input ip saddr "$(ip_of "$a")" drop
+            else
+                pairs="$pairs,[\"$a\",\"$b\"]"
+            fi
+        done
+    done
+    if [ "$net" = proxy ]; then
+        proxy_rules "[${pairs#,}]" 0 0 "${3:-false}"
+    fi
+}
+
+net_heal() {
+    local i
+    if [ "$net" = netns ]; then
+        for i in $(seq 1 "$nodes"); do
+            ip netns exec "$(ns_of "$i")" nft flush chain inet rzkvfault input
+            ip netns exec "$(ns_of "$i")" tc qdisc del dev eth0 root 2>/dev/null
+        done
+    elif [ "$net" = proxy ]; then
+        proxy_rules "[]" 0 0
+    fi
+}
+
+net_loss() {   # percent
+    local i
+    if [ "$net" = netns ]; then
+        for i in $(seq 1 "$nodes"); do
+            ip netns exec "$(ns_of "$i")" nft add rule inet rzkvfault input numgen random mod 100 '<' "$1" drop
+        done
+    else
+        proxy_rules "[]" 0 "0.0$(( $1 / 10 ))"
+    fi
+}
+
+net_delay() {  # ms; returns the kind actually injected
+    local i
+    if [ "$net" = proxy ]; then
+        proxy_rules "[]" "$1" 0; echo delay; return
+    fi
+    for i in $(seq 1 "$nodes"); do
+        if [ $has_netem = 1 ]; then
+            ip netns exec "$(ns_of "$i")" tc qdisc add dev eth0 root netem delay "${1}ms" "$(( $1 / 2 ))ms"
+        else
+            ip netns exec "$(ns_of "$i")" tc qdisc add dev eth0 root tbf rate 256kbit burst 4kb latency 400ms
+        fi
+    done
+    [ $has_netem = 1 ] && echo delay || echo slow
+}
+
+# ---- the fault schedule -------------------------------------------------------
+declare -A fault_count
+ineffective=0
+
+# Sets order to the nodes in a random order.  (RANDOM is used in this
+# shell only, never in a subshell, so the seed fixes the schedule.)
+order=()
+shuffle_nodes() {
+    local i j tmp
+    order=()
+    for i in $(seq 1 "$nodes"); do order+=("$i"); done
+    for ((i = nodes - 1; i > 0; i--)); do
+        j=$((RANDOM % (i + 1))); tmp=${order[i]}; order[i]=${order[j]}; order[j]=$tmp
+    done
+}
+
+# inject KIND: one fault, held for a few seconds, then healed.
+inject() {
+    local kind=$1 hold=$((2 + RANDOM % 4)) victim=$((1 + RANDOM % nodes))
+    local at=$(( $(date +%s) - run_start ))
+    local what p pids reset=false
+    shuffle_nodes
+    [ $((RANDOM % 2)) = 0 ] && reset=true
+    case $kind in
+    kill-node)
+        what="node $victim"
+        for p in $(pids_of "$victim"); do kill -9 "$p" 2>/dev/null; done
+        sleep "$hold"
+        start_nodes >/dev/null 2>&1 ;;
+    kill-worker)
+        pids=($(pids_of "$victim" storage) $(pids_of "$victim" coordinator))
+        [ ${#pids[@]} -gt 0 ] || return
+        p=${pids[RANDOM % ${#pids[@]}]}
+        what="node $victim worker pid $p"
+        kill -9 "$p" 2>/dev/null
+        sleep "$hold" ;;
+    crash-storage)
+        what="node $victim storage workers"
+        for p in $(pids_of "$victim" storage); do kill -9 "$p" 2>/dev/null; done
+        sleep "$hold" ;;
+    pause)
+        pids=$(pids_of "$victim")
+        what="node $victim for ${hold}s"
+        for p in $pids; do kill -STOP "$p" 2>/dev/null; done
+        sleep "$hold"
+        for p in $pids; do kill -CONT "$p" 2>/dev/null; done ;;
+    partition)
+        local k=$(( (nodes - 1) / 2 ))
+        local minority="${order[*]:0:k}" majority="${order[*]:k}"
+        what="{$minority} | {$majority}"
+        cut_groups "$minority" "$majority" $reset
+        sleep "$hold"; net_heal ;;
+    isolate)
+        what="node $victim alone"
+        local others=
+        for p in $(seq 1 "$nodes"); do [ "$p" != "$victim" ] && others="$others $p"; done
+        cut_groups "$victim" "$others" $reset
+        sleep 1
+        # The cut must bite: alone, the node cannot reach a quorum.
+        if as_client "$RZKVCTL" get -a "$(node_addr "$victim")" -t 300 \
+                "probe-$RANDOM" >/dev/null 2>&1 ||
+           [ $? = 1 ]; then
+            ineffective=$((ineffective + 1))
+            what="$what (INEFFECTIVE: it still answered a QUORUM read)"
+        fi
+        sleep "$((hold - 1))"; net_heal ;;
+    bridge)
+        local half=$(( (nodes - 1) / 2 ))
+        local left="${order[*]:1:half}" right="${order[*]:1+half}"
+        what="{$left} | {$right} bridged by ${order[0]}"
+        cut_groups "$left" "$right" $reset
+        sleep "$hold"; net_heal ;;
+    loss)
+        local pct=$((10 + RANDOM % 21))
+        what="${pct}%"
+        net_loss "$pct"
+        sleep "$hold"; net_heal ;;
+    delay)
+        local ms=$((50 + RANDOM % 151))
+        kind=$(net_delay "$ms")
+        what="${ms}ms"
+        sleep "$hold"; net_heal ;;
+    esac
+    fault_count[$kind]=$(( ${fault_count[$kind]:-0} + 1 ))
+    diag "fault at +${at}s: $kind $what (${hold}s)"
+}
+
+# ---- cleanup ----------------------------------------------------------------
+cleanup() {
+    stop_nodes
+    [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+    [ "$net" = netns ] && netns_down
+    if [ -n "$keep" ]; then
+        mkdir -p "$keep" && cp -r "$T/c" "$T/history.jsonl" "$keep/" 2>/dev/null
+    fi
+}
+tap_cleanup_hook=cleanup
+
+# ---- the run ----------------------------------------------------------------
+plan 9
+all_faults="kill-node kill-worker crash-storage pause"
+[ "$net" != none ] && all_faults="$all_faults partition isolate bridge loss delay"
+[ -n "$faults" ] && all_faults=${faults//,/ }
+fault_list=($all_faults)
+diag "mode $net, $nodes nodes, replica_count $replicas, duration ${duration}s, faults: $all_faults"
+
+if [ "$net" = netns ]; then
+    netns_up || { netns_down; echo "Bail out! network namespaces could not be set up"; exit 1; }
+    [ $has_netem = 0 ] && diag "no netem in this kernel: delay faults are tbf rate limits (slow)"
+fi
+if [ "$net" = proxy ]; then
+    PROXY_CTL=$T/proxy.json
+    echo '{"blocked": []}' >"$PROXY_CTL"
+    maps=()
+    for i in $(seq 1 "$nodes"); do for j in $(seq 1 "$nodes"); do
+        [ "$i" = "$j" ] && continue
+        maps+=(--map "$(proxy_port "$i" "$j"):$i:$j:$((base_port + j - 1))")
+    done; done
+    "$PY" "$FAULT_DIR/proxy.py" "${maps[@]}" --control "$PROXY_CTL" >"$T/proxy.out" 2>&1 &
+    proxy_pid=$!
+    wait_until 10 grep -q ready "$T/proxy.out"
+fi
+[ "$net" != none ] && write_configs
+mkdir -p "$T/c"
+start_nodes && wait_until 30 all_serving
+tap_result $? "cluster of $nodes nodes started ($net)"
+
+ADDRS=$(client_addrs)
+HIST=$T/history.jsonl
+run_start=$(date +%s)
+as_client "$WORKLOAD" -a "$ADDRS" -o "$HIST" -r 4 -k 3 -u 2 -d 2 \
+    -D "$duration" -t 1000 -s "$seed" >"$T/workload.out" 2>&1 &
+wl_pid=$!
+tap_pids="$tap_pids $wl_pid"
+
+# Faults until a few seconds before the end, so the last ones heal in time.
+sleep $((1 + RANDOM % 2))
+while [ $(( $(date +%s) - run_start )) -lt $((duration - 4)) ]; do
+    inject "${fault_list[RANDOM % ${#fault_list[@]}]}"
+    sleep $((1 + RANDOM % 3))
+done
+wait "$wl_pid"
+wl_rc=$?
+sed 's/^/# /' "$T/workload.out"
+ops=$(grep -c '"type":"invoke"' "$HIST" 2>/dev/null || echo 0)
+oks=$(grep -c '"type":"ok"' "$HIST" 2>/dev/null || echo 0)
+[ "$wl_rc" = 0 ] && [ "$oks" -gt 0 ]
+tap_result $? "workload recorded $ops operations under faults ($oks ok)"
+
+total_faults=0
+for k in "${!fault_count[@]}"; do total_faults=$((total_faults + fault_count[$k])); done
+[ "$total_faults" -gt 0 ] && [ "$ineffective" = 0 ]
+tap_result $? "$total_faults faults injected ($ineffective isolations had no effect)"
+
+# ---- heal and check --------------------------------------------------------------
+net_heal
+for i in $(seq 1 "$nodes"); do for p in $(pids_of "$i"); do kill -CONT "$p" 2>/dev/null; done; done
+start_nodes >/dev/null 2>&1
+heal_ms=$(( $(date +%s%N) / 1000000 ))
+wait_until 30 all_serving
+tap_result $? "healed: every node serving"
+
+"$PY" "$FAULT_DIR/analyze.py" keys "$HIST" >"$T/keys.txt"
+nkeys=$(wc -l <"$T/keys.txt")
+as_client "$WORKLOAD" --verify -a "$ADDRS" -o "$HIST" -t 1000 \
+    --verify-threads 16 --consistency quorum --verify-deadline 30 <"$T/keys.txt" >"$T/verify.out" 2>&1
+v_rc=$?
+# A second pass at ALL: every replica answers, so read repair reaches all.
+as_client "$WORKLOAD" --verify -a "$ADDRS" -o "$HIST" -t 2000 \
+    --verify-threads 16 --consistency all --verify-deadline 30 <"$T/keys.txt" >"$T/verify-all.out" 2>&1
+repair_ms=$(( $(date +%s%N) / 1000000 - heal_ms ))
+[ "$v_rc" = 0 ]
+tap_result $? "all $nkeys keys read back at QUORUM after healing"
+[ "$v_rc" = 0 ] || sed 's/^/#   /' "$T/verify.out" | tail -5
+
+"$PY" "$FAULT_DIR/analyze.py" check "$HIST" --json "$T/check.json" >"$T/check.out" 2>&1
+check_rc=$?
+sed 's/^/# /' "$T/check.out" | head -60
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], -1))' "$T/check.json" "$1" 2>/dev/null || echo -1; }
+anomalies=$(field anomalies); lost=$(field lost); resurrected=$(field resurrected)
+[ "$anomalies" = 0 ]; tap_result $? "linearizability anomalies: $anomalies"
+[ "$lost" = 0 ]; tap_result $? "acknowledged writes lost: $lost"
+[ "$resurrected" = 0 ]; tap_result $? "resurrected deletes: $resurrected"
+
+converged() {
+    local i
+    for i in $(seq 1 "$nodes"); do
+        as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
+    done
+    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1
+}
+if wait_until 60 converged; then
+    conv_ms=$(( $(date +%s%N) / 1000000 - heal_ms ))
+    tap_result 0 "replicas converged $((conv_ms / 1000)).$(( (conv_ms % 1000) / 100 ))s after heal (read-back passes took $((repair_ms / 1000)).$(( (repair_ms % 1000) / 100 ))s)"
+else
+    conv_ms=-1
+    tap_result 1 "replicas did not converge within 60 s of heal"
+    sed 's/^/#   /' "$T/converge.out"
+fi
+
+# ---- figures ----------------------------------------------------------------------
+kinds=
+for k in "${!fault_count[@]}"; do kinds="$kinds $k=${fault_count[$k]}"; done
+diag "figures: seed $seed, mode $net, nodes $nodes, duration ${duration}s"
+diag "figures: operations recorded $(field ops) (workload $ops invokes), faults$kinds"
+diag "figures: anomalies $anomalies, lost $lost, resurrected $resurrected, converge_ms $conv_ms (read-back passes ${repair_ms}ms)"
+if [ -n "$summary" ]; then
+    printf '{"seed": %s, "mode": "%s", "nodes": %s, "duration": %s, "ops": %s, "faults": {%s}, "anomalies": %s, "lost": %s, "resurrected": %s, "converge_ms": %s}\n' \
+        "$seed" "$net" "$nodes" "$duration" "$(field ops)" \
+        "$(for k in "${!fault_count[@]}"; do printf '"%s": %s,' "$k" "${fault_count[$k]}"; done | sed 's/,$//')" \
+        "$anomalies" "$lost" "$resurrected" "$conv_ms" >>"$summary"
+fi
+[ "$check_rc" = 0 ] || diag "analyze.py check exited $check_rc"
+done_testing
