@@ -23,6 +23,7 @@ struct event_base;
 struct evbuffer;
 struct evconnlistener;
 struct sup_front;
+struct sup_metrics;
 
 struct sup_options {
     const char *node_path;
@@ -148,6 +149,7 @@ struct sup {
     struct event *stop_timer;
     struct evconnlistener *control;
     struct sup_front *front;
+    struct sup_metrics *metrics;    /* /metrics and /health */
 
     struct sup_group groups[SUP_NROLES];
     enum sup_state state;
@@ -231,5 +233,12 @@ int sup_front_probe(const struct node_conf *node, char *err, size_t errlen);
 int sup_front_open(struct sup *s, char *err, size_t errlen);
 void sup_front_close_listener(struct sup *s);
 void sup_front_close(struct sup *s);
+
+/* sup_metrics.c: the workers' counters files, /metrics and /health */
+int sup_metrics_probe(const struct node_conf *node, char *err, size_t errlen);
+int sup_metrics_open(struct sup *s, char *err, size_t errlen);
+void sup_metrics_close(struct sup *s);
+void sup_metrics_node_json(struct sup *s, struct evbuffer *out);
+void sup_metrics_worker_json(const struct sup_child *c, struct evbuffer *out);
 
 #endif

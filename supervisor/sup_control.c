@@ -19,11 +19,18 @@
  *	status:
  *	  {"id":"1","address":"127.0.0.1:8001","pid":42,"uptime_s":12,
  *	   "state":"starting|serving|degraded|stopping",
+ *	   "load_bytes":123456,"keys":1000,
+ *	   "health":"serving"|"why /health says 503",
  *	   "workers":[{"role":"storage","instance":0,"pid":43,
  *	     "state":"starting|ready|backoff|failed|stopped|stopping",
  *	     "generation":0,"restarts":0,"backoff_ms":0,"uptime_s":12,
  *	     "last_exit":"exit 1"|"signal 9 (core dumped)"|"",
- *	     "reason":"why the slot failed"|""}, ...]}
+ *	     "reason":"why the slot failed"|"",
+ *	     storage: "keys":500,"load_bytes":61728,"epoch":3,
+ *	     coordinator: "inflight":0,"peers_connected":2,"peers":2}, ...]}
+ *	(load, keys, health and the worker numbers come from the workers'
+ *	counters files, sup_metrics.c; a worker whose file is missing has
+ *	none of its numbers)
  * SEE ALSO
  *	ctl/cmd_node.c (the client), rzkvctl(1)
  */
@@ -83,6 +90,7 @@ child_json(const struct sup_child *c, int64_t now, struct evbuffer *out)
     json_string(out, c->last_exit);
     evbuffer_add_printf(out, ",\"reason\":");
     json_string(out, c->fail_reason);
+    sup_metrics_worker_json(c, out);
     evbuffer_add_printf(out, "}");
 }
 
@@ -97,9 +105,11 @@ sup_status_json(struct sup *s, struct evbuffer *out)
     evbuffer_add_printf(out, ",\"address\":");
     json_string(out, s->node->local_address);
     evbuffer_add_printf(out, ",\"pid\":%ld,\"uptime_s\":%lld,"
-                        "\"state\":\"%s\",\"workers\":[", (long)getpid(),
+                        "\"state\":\"%s\",", (long)getpid(),
                         (long long)(now - s->started_at) / 1000,
                         sup_state_str(s->state));
+    sup_metrics_node_json(s, out);
+    evbuffer_add_printf(out, "\"workers\":[");
     for (int r = 0; r < SUP_NROLES; r++)
         for (int i = 0; i < s->groups[r].count; i++) {
             if (!first)

@@ -7,7 +7,8 @@
  *	Everything that can fail because of the user's configuration or
  *	environment (bad YAML, a data directory in use, a port taken, a log
  *	file that can't be opened) is checked before rzkvd detaches, so the
- *	error reaches the terminal or rzkvctl and the exit status says so.
+ *	error reaches the terminal or rzkvctl and the exit status says so
+ *	(the metrics address too: sup_metrics.c).
  *	Only then does rzkvd daemonize (before any libevent or nng thread
  *	exists), start its event loop, open the control socket and start the
  *	storage workers; sup_state.c takes it from there (coordinators once
@@ -44,7 +45,8 @@ sup_main(const struct sup_options *opts)
     sup_lock_data_dir(s);
     sup_prepare_run_dir(s);
     char err[CONF_ERR_MAX];
-    if (sup_front_probe(s->node, err, sizeof(err)) != 0) {
+    if (sup_front_probe(s->node, err, sizeof(err)) != 0 ||
+        sup_metrics_probe(s->node, err, sizeof(err)) != 0) {
         fprintf(stderr, "rzkvd: %s\n", err);
         return RZKV_EXIT_FATAL;
     }
@@ -59,6 +61,8 @@ sup_main(const struct sup_options *opts)
     sup_groups_init(s);
     if (sup_signals_init(s) != 0 || sup_control_open(s) != 0)
         fatalx("cannot set up the supervisor's event loop");
+    if (sup_metrics_open(s, err, sizeof(err)) != 0)
+        fatalx("%s", err);
     sup_announce(s);
     log_info("node %s starting: %d storage, %d coordinator workers, "
              "front door %s", s->node->id, s->node->storage_workers,
@@ -69,6 +73,7 @@ sup_main(const struct sup_options *opts)
 
     /* The stop sequence ended (sup_stop.c) and broke the loop. */
     sup_front_close(s);
+    sup_metrics_close(s);
     sup_control_close(s);
     sup_signals_free(s);
     sup_groups_free(s);
@@ -78,5 +83,6 @@ sup_main(const struct sup_options *opts)
     conf_node_free(s->node);
     conf_cluster_free(s->cluster);
     free(s->node_text);
+    free(s->cluster_text);
     return s->exit_status;
 }
