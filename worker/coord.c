@@ -32,17 +32,45 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "coord.h"
+#include "batch.h"
 #include "log.h"
+#include "metrics.h"
 #include "wire.h"
 #include "worker.h"
 
 struct coord coord;
 
+/* What each request slot is serving, for its metrics (metrics.h). */
+static struct {
+    uint8_t api, op;
+    uint64_t start_ns;
+} srv_meta[COORD_SLOTS];
+
+#define PEERS_PUBLISH_TICKS 20  /* publish peer connectivity every 100 ms */
+
 /* ---- replies and logging -------------------------------------------------- */
+
+/* Count an answered request: its reply's status, its duration. */
+static void
+srv_count(struct srv *s, nng_msg *m)
+{
+    struct batch_reply r;
+    size_t slot = (size_t)(s - coord.srv);
+
+    /* An empty Reply (health) is status OK; an unscannable one counts
+     * as OTHER. */
+    if (batch_scan_reply(nng_msg_body(m), nng_msg_len(m), &r) != 0)
+        r.status = METRICS_RESULT_OTHER;
+    if (slot < COORD_SLOTS)
+        metrics_request_done(srv_meta[slot].api, srv_meta[slot].op,
+                             r.status, srv_meta[slot].start_ns);
+    metrics_sub(&metrics->u.coord.inflight, 1);
+}
 
 void
 srv_reply(struct srv *s, nng_msg *m)
 {
+    srv_count(s, m);
     s->sending = 1;
     nng_aio_set_msg(s->aio, m);
     nng_ctx_send(s->ctx, s->aio);
@@ -92,11 +120,56 @@ coord_log_bad_at(const char *func, const char *fmt, ...)
 
 /* ---- the request slots ---------------------------------------------------- */
 
+/* Which API and operation a request is, for its metrics. */
+static void
+srv_classify(struct srv *s, const Rzkv__Envelope *env)
+{
+    size_t slot = (size_t)(s - coord.srv);
+    enum metrics_api api = MAPI_UNKNOWN;
+    enum metrics_op op = MOP_UNKNOWN;
+
+    switch (env != NULL ? env->msg_case : RZKV__ENVELOPE__MSG__NOT_SET) {
+    case RZKV__ENVELOPE__MSG_HEALTH:
+        api = MAPI_HEALTH, op = MOP_HEALTH;
+        break;
+    case RZKV__ENVELOPE__MSG_CLUSTER:
+        api = MAPI_CLUSTER;
+        switch (env->cluster->op_case) {
+        case RZKV__CLUSTER_REQUEST__OP_GET: op = MOP_GET; break;
+        case RZKV__CLUSTER_REQUEST__OP_SET: op = MOP_SET; break;
+        case RZKV__CLUSTER_REQUEST__OP_DEL: op = MOP_DEL; break;
+        case RZKV__CLUSTER_REQUEST__OP_INFO: op = MOP_INFO; break;
+        default: break;
+        }
+        break;
+    case RZKV__ENVELOPE__MSG_NODE:
+        api = MAPI_NODE, op = MOP_BATCH;
+        break;
+    case RZKV__ENVELOPE__MSG_LIST_KEYS:
+        api = MAPI_NODE, op = MOP_LIST_KEYS;
+        break;
+    case RZKV__ENVELOPE__MSG_NODE_INFO:
+        api = MAPI_NODE, op = MOP_INFO;
+        break;
+    default:
+        break;
+    }
+    if (slot < COORD_SLOTS) {
+        srv_meta[slot].api = (uint8_t)api;
+        srv_meta[slot].op = (uint8_t)op;
+    }
+}
+
 static void
 srv_dispatch(struct srv *s, nng_msg *m)
 {
-    Rzkv__Envelope *env = wire_unpack_envelope(m);
+    size_t slot = (size_t)(s - coord.srv);
+    if (slot < COORD_SLOTS)
+        srv_meta[slot].start_ns = metrics_now_ns();
+    metrics_add(&metrics->u.coord.inflight, 1);
 
+    Rzkv__Envelope *env = wire_unpack_envelope(m);
+    srv_classify(s, env);
     if (env == NULL) {
         __atomic_add_fetch(&coord.stats.bad, 1, __ATOMIC_RELAXED);
         coord_log_bad("undecodable request (%zu bytes): replying INVALID",
@@ -338,6 +411,22 @@ reload(const char *cluster_path)
 
 /* ---- the tick ------------------------------------------------------------- */
 
+/* The peers this coordinator sees, as gauges for /health (metrics.h). */
+static void
+publish_peers(void)
+{
+    const struct topo *t = coord.topo;
+    size_t k = 0;
+
+    for (size_t i = 0; i < t->conf->node_count; i++) {
+        if ((int)i == t->self)
+            continue;
+        metrics_peer_set(k++, t->conf->nodes[i].id,
+                         dest_connected(t->dest[i]));
+    }
+    metrics_peers_count(k);
+}
+
 /*
  * A plain thread, not nng_sleep_aio: nng 1.5's aio expiry thread spins
  * on the clock for up to a millisecond around every timer it fires
@@ -347,6 +436,7 @@ reload(const char *cluster_path)
 static void *
 tick_main(void *arg)
 {
+    unsigned ticks = 0;
     (void)arg;
     for (;;) {
         nng_msleep(COORD_TICK_MS);
@@ -361,6 +451,8 @@ tick_main(void *arg)
             dest_tick(coord.shard[i], now);
         for (size_t i = 0; i < coord.npeers; i++)
             dest_tick(coord.peers[i].dest, now);
+        if (ticks++ % PEERS_PUBLISH_TICKS == 0)
+            publish_peers();
         nng_mtx_unlock(coord.lock);
     }
 }
@@ -486,6 +578,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
     int rv;
 
     worker_setup(ROLE_COORDINATOR, instance);
+    metrics_open(node->run_dir, ROLE_COORDINATOR, instance);
     coord.node = node;
     TAILQ_INIT(&coord.by_deadline);
     init_writer(instance);

@@ -30,9 +30,13 @@
 
 #include "coord.h"
 #include "log.h"
+#include "metrics.h"
 #include "wire.h"
 
 enum cop_kind { COP_GET, COP_SET, COP_DEL };
+_Static_assert((int)COP_GET == (int)MOP_GET &&
+               (int)COP_SET == (int)MOP_SET &&
+               (int)COP_DEL == (int)MOP_DEL, "cop_kind indexes metrics");
 enum cop_phase { PH_READ, PH_CLOCK, PH_VALUE };
 
 struct cop {
@@ -121,6 +125,7 @@ cop_answer_failure(struct cop *c, const struct quorum *q, int value_phase,
     char why[400], text[512];
     int status = quorum_failure_status(q, value_phase);
 
+    metrics_add(&metrics->u.coord.quorum_failures[c->kind], 1);
     quorum_describe(q, c->names, why, sizeof(why));
     snprintf(text, sizeof(text), "%s%s: %s",
              status == RZKV__STATUS__UNKNOWN
@@ -302,6 +307,7 @@ read_progress(struct cop *c)
                 continue;
             }
             coord.stats.repairs++;
+            metrics_add(&metrics->u.coord.read_repairs, 1);
             send_one(c, 1, i, c->setbuf, c->setlen, repair_done, &c->q);
         }
     }

@@ -25,6 +25,7 @@
 #include "batch.h"
 #include "dest.h"
 #include "log.h"
+#include "metrics.h"
 
 #define DEST_GRACE_MS 50        /* message timeout past its last deadline */
 
@@ -217,6 +218,10 @@ slot_start(struct dest_slot *s, nng_time now)
     d->queued -= n;
     d->stats.messages++;
     d->stats.ops += n;
+    metrics_size_observe(&metrics->u.coord.batch_ops, n);
+    metrics_add(&metrics->u.coord.batch_messages[d->kind == DEST_PEER
+                                                 ? MDEST_PEER
+                                                 : MDEST_LOCAL], 1);
     s->state = SLOT_SEND;
     s->cancel_why = NULL;
     nng_aio_set_msg(s->aio, m);
