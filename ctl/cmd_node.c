@@ -47,6 +47,7 @@ struct node_opts {
     int count;                  /* start --local N */
     int base_port;
     int json;
+    int verbose;                /* status -v: every worker */
 };
 
 /* ---- time and processes ------------------------------------------------ */
@@ -201,10 +202,13 @@ usage_help(const char *cmd)
                "Stop the node (or every node of the local cluster) and "
                "wait until it\nhas exited.\n");
     else if (strcmp(cmd, "status") == 0)
-        printf("usage: rzkvctl status [--json] NODE.yml [CLUSTER.yml]\n"
-               "       rzkvctl status [--json] --local [--dir DIR]\n"
-               "Show each node's state and its workers.  Exits 0 if every "
-               "node serves,\n%d if some node does not.\n",
+        printf("usage: rzkvctl status [-v] [--json] NODE.yml "
+               "[CLUSTER.yml]\n"
+               "       rzkvctl status [-v] [--json] --local [--dir DIR]\n"
+               "Show one line per node: its state, address, load (bytes on "
+               "disk), keys,\nuptime and pid, and why it does not serve "
+               "if it does not; -v adds a line\nper worker.  Exits 0 if "
+               "every node serves, %d if some node does not.\n",
                CTL_EXIT_UNAVAILABLE);
     else
         printf("usage: rzkvctl reload NODE.yml [CLUSTER.yml]\n"
@@ -243,6 +247,7 @@ node_args(const char *cmd, int argc, char **argv, struct node_opts *o,
         { "dir", required_argument, NULL, 'd' },
         { "base-port", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
+        { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -250,13 +255,20 @@ node_args(const char *cmd, int argc, char **argv, struct node_opts *o,
     char err[CONF_ERR_MAX];
 
     *o = (struct node_opts){ 0, CTL_LOCAL_DIR, CTL_LOCAL_NODES,
-                             CTL_LOCAL_BASE_PORT, 0 };
+                             CTL_LOCAL_BASE_PORT, 0, 0 };
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "hj", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "hjv", longopts, NULL)) != -1) {
         switch (ch) {
         case 'L': o->local = 1; break;
         case 'd': o->dir = optarg; break;
         case 'j': o->json = 1; break;
+        case 'v':
+            if (strcmp(cmd, "status") != 0) {
+                ctl_usage_error(cmd, "-v is for status");
+                return CTL_EXIT_USAGE;
+            }
+            o->verbose = 1;
+            break;
         case 'p':
             if (!start) {
                 ctl_usage_error(cmd, "--base-port is for start --local");
@@ -651,48 +663,141 @@ print_json_string(const char *s)
     putchar('"');
 }
 
+/* "96.0 KiB": bytes for people, in powers of 1024. */
 static void
-print_worker(const struct cjson *w)
+format_bytes(long long n, char *buf, size_t len)
 {
-    char extra[256] = "";
-    size_t off = 0;
-    long long backoff = cjson_get_int(w, "backoff_ms", 0);
-    const char *state = cjson_get_str(w, "state", "?");
-    const char *last = cjson_get_str(w, "last_exit", "");
-    const char *reason = cjson_get_str(w, "reason", "");
+    static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+    double v = (double)n;
+    int u = -1;
 
-    if (strcmp(state, "backoff") == 0 && off < sizeof(extra))
-        off += (size_t)snprintf(extra + off, sizeof(extra) - off,
-                                "  backoff %lld ms", backoff);
-    if (last[0] != '\0' && off < sizeof(extra))
-        off += (size_t)snprintf(extra + off, sizeof(extra) - off,
-                                "  last exit: %s", last);
-    if (reason[0] != '\0' && off < sizeof(extra))
-        snprintf(extra + off, sizeof(extra) - off, "  (%s)", reason);
-    printf("  %-12s %2lld  pid %-7lld %-9s restarts %lld%s\n",
-           cjson_get_str(w, "role", "?"), cjson_get_int(w, "instance", -1),
-           cjson_get_int(w, "pid", 0), state,
-           cjson_get_int(w, "restarts", 0), extra);
+    if (n < 1024) {
+        snprintf(buf, len, "%lld B", n);
+        return;
+    }
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, "%.1f %s", v, units[u]);
 }
 
 static void
-print_node(const struct ctl_node *node, const struct cjson *st)
+print_worker(const struct cjson *w)
 {
-    char up[32];
+    char extra[320] = "", up[32], num[32], name[48];
+    size_t off = 0;
+    const char *role = cjson_get_str(w, "role", "?");
+    const char *state = cjson_get_str(w, "state", "?");
+    const char *last = cjson_get_str(w, "last_exit", "");
+    const char *reason = cjson_get_str(w, "reason", "");
+    long long pid = cjson_get_int(w, "pid", 0);
+
+#define EXTRA(...) do { if (off < sizeof(extra)) off += (size_t)snprintf( \
+        extra + off, sizeof(extra) - off, __VA_ARGS__); } while (0)
+    if (pid > 0) {
+        format_uptime(cjson_get_int(w, "uptime_s", 0), up, sizeof(up));
+        EXTRA("  up %s", up);
+    }
+    EXTRA("  restarts %lld", cjson_get_int(w, "restarts", 0));
+    if (cjson_get(w, "keys") != NULL) {
+        format_bytes(cjson_get_int(w, "load_bytes", 0), num, sizeof(num));
+        EXTRA("  keys %lld  load %s  epoch %lld", cjson_get_int(w, "keys", 0),
+              num, cjson_get_int(w, "epoch", 0));
+    }
+    if (cjson_get(w, "peers") != NULL)
+        EXTRA("  peers %lld/%lld  in flight %lld",
+              cjson_get_int(w, "peers_connected", 0),
+              cjson_get_int(w, "peers", 0), cjson_get_int(w, "inflight", 0));
+    if (strcmp(state, "backoff") == 0)
+        EXTRA("  backoff %lld ms", cjson_get_int(w, "backoff_ms", 0));
+    if (last[0] != '\0')
+        EXTRA("  last exit: %s", last);
+    if (reason[0] != '\0')
+        EXTRA("  (%s)", reason);
+#undef EXTRA
+    snprintf(name, sizeof(name), "%s[%lld]", role,
+             cjson_get_int(w, "instance", -1));
+    if (pid > 0)
+        snprintf(num, sizeof(num), "%lld", pid);
+    else
+        snprintf(num, sizeof(num), "-");
+    printf("    %-15s %-9s pid %-6s%s\n", name, state, num, extra);
+}
+
+/* The columns of the table, wide enough for every node. */
+struct status_widths {
+    int id, address;
+};
+
+static void
+print_header(const struct status_widths *wd)
+{
+    printf("%-*s  %-9s %-*s  %-10s %-8s %-8s %s\n", wd->id, "ID", "STATE",
+           wd->address, "ADDRESS", "LOAD", "KEYS", "UPTIME", "PID");
+}
+
+/* One line per node, like nodetool status; the workers under -v. */
+static void
+print_node(const struct ctl_node *node, const struct cjson *st,
+           const struct status_widths *wd, int verbose)
+{
+    char up[32], load[32], keys[32], pid[32];
+    const char *id = node->conf->id, *address = node->conf->local_address;
+
     if (st == NULL) {
-        printf("node %s  %s  down\n", node->conf->id,
-               node->conf->local_address);
+        printf("%-*s  %-9s %-*s  %-10s %-8s %-8s %s\n", wd->id, id, "down",
+               wd->address, address, "-", "-", "-", "-");
         return;
     }
     format_uptime(cjson_get_int(st, "uptime_s", 0), up, sizeof(up));
-    printf("node %s  %s  %s  pid %lld  up %s\n",
-           cjson_get_str(st, "id", node->conf->id),
-           cjson_get_str(st, "address", node->conf->local_address),
-           cjson_get_str(st, "state", "?"), cjson_get_int(st, "pid", 0), up);
+    if (cjson_get(st, "keys") != NULL) {
+        format_bytes(cjson_get_int(st, "load_bytes", 0), load, sizeof(load));
+        snprintf(keys, sizeof(keys), "%lld", cjson_get_int(st, "keys", 0));
+    } else {
+        snprintf(load, sizeof(load), "?");
+        snprintf(keys, sizeof(keys), "?");
+    }
+    snprintf(pid, sizeof(pid), "%lld", cjson_get_int(st, "pid", 0));
+    printf("%-*s  %-9s %-*s  %-10s %-8s %-8s %s\n", wd->id,
+           cjson_get_str(st, "id", id), cjson_get_str(st, "state", "?"),
+           wd->address, cjson_get_str(st, "address", address), load, keys,
+           up, pid);
+    const char *health = cjson_get_str(st, "health", "serving");
+    if (strcmp(health, "serving") != 0)
+        printf("%-*s  not serving: %s\n", wd->id, "", health);
+    if (!verbose)
+        return;
     const struct cjson *workers = cjson_get(st, "workers");
     for (const struct cjson *w = workers != NULL ? workers->child : NULL;
          w != NULL; w = w->next)
         print_worker(w);
+}
+
+static void
+status_widths(const struct ctl_node *nodes, size_t n,
+              struct status_widths *wd)
+{
+    wd->id = 2;
+    wd->address = 7;
+    for (size_t i = 0; i < n; i++) {
+        int len = (int)strlen(nodes[i].conf->id);
+        if (len > wd->id)
+            wd->id = len < 40 ? len : 40;
+        len = (int)strlen(nodes[i].conf->local_address);
+        if (len > wd->address)
+            wd->address = len < 60 ? len : 60;
+    }
+}
+
+static void
+print_json_down(const struct ctl_node *node)
+{
+    printf("{\"id\":");
+    print_json_string(node->conf->id);
+    printf(",\"address\":");
+    print_json_string(node->conf->local_address);
+    printf(",\"state\":\"down\",\"health\":\"down\",\"workers\":[]}");
 }
 
 int
@@ -700,14 +805,18 @@ cmd_status(int argc, char **argv)
 {
     struct node_opts o;
     struct ctl_node *nodes = NULL;
+    struct status_widths wd;
     size_t n = 0;
     int rc = node_args("status", argc, argv, &o, &nodes, &n);
     if (rc != CTL_EXIT_OK)
         return rc < 0 ? CTL_EXIT_OK : rc;
 
     int not_serving = 0;
+    status_widths(nodes, n, &wd);
     if (o.json)
         printf("{\"nodes\":[");
+    else
+        print_header(&wd);
     for (size_t i = 0; i < n; i++) {
         char *raw;
         struct cjson *st = node_status(nodes[i].conf, &raw);
@@ -715,15 +824,12 @@ cmd_status(int argc, char **argv)
             strcmp(cjson_get_str(st, "state", ""), "serving") != 0)
             not_serving++;
         if (!o.json) {
-            print_node(&nodes[i], st);
+            print_node(&nodes[i], st, &wd, o.verbose);
         } else if (st != NULL) {
             printf("%s%s", i > 0 ? "," : "", raw);
         } else {
-            printf("%s{\"id\":", i > 0 ? "," : "");
-            print_json_string(nodes[i].conf->id);
-            printf(",\"address\":");
-            print_json_string(nodes[i].conf->local_address);
-            printf(",\"state\":\"down\",\"workers\":[]}");
+            printf("%s", i > 0 ? "," : "");
+            print_json_down(&nodes[i]);
         }
         cjson_free(st);
         free(raw);

@@ -47,8 +47,10 @@ like "  node 3 on base port + 2" "$(cat "$D/node-3.yml")" "local_address: 127.0.
 out=$("$RZKVCTL" status --local --dir "$D"); rc=$?
 is "status --local exits 0 when every node serves" "$rc" 0
 is "  and shows three serving nodes" \
-    "$(printf '%s\n' "$out" | grep -c '^node .* serving')" 3
-like "  with their workers" "$out" "coordinator +0 +pid [0-9]+ +ready"
+    "$(printf '%s\n' "$out" | grep -Ec '^[0-9]+ +serving ')" 3
+like "  with their workers under -v" \
+    "$("$RZKVCTL" status -v --local --dir "$D")" \
+    "coordinator\[0\] +ready +pid [0-9]+"
 is "status --json agrees" "$(nodes_in serving)" 3
 
 out=$("$RZKVCTL" start --local --dir "$D" 2>&1); rc=$?
@@ -58,7 +60,7 @@ is "  that says so" "$(printf '%s\n' "$out" | grep -c 'already running')" 3
 ok "stop one node" "$RZKVCTL" stop "$D/node-2.yml"
 "$RZKVCTL" status --local --dir "$D" >"$T/st" 2>&1; rc=$?
 is "status exits 3 when a node is down" "$rc" 3
-like "  and shows it down" "$(cat "$T/st")" "node 2  127.0.0.1:18201  down"
+like "  and shows it down" "$(cat "$T/st")" "^2 +down +127\.0\.0\.1:18201 "
 
 echo "# edited by the test" >>"$D/node-2.yml"
 sed -i 's/level: info/level: debug/' "$D/node-2.yml"
