@@ -9,7 +9,7 @@ CLIENT="$RZKV_BUILDDIR/t/storage_client"
 [ -x "$CLIENT" ] || skip_all "t/storage_client is not built"
 [ -x "$RZKVD" ] || skip_all "rzkvd is not built"
 
-plan 36
+plan 39
 
 # Unusual directories: nested, a dot and a dash in the names.
 DATA="$T/da-ta/shards.d"
@@ -64,6 +64,10 @@ is "get sees the tombstone" "$($C get k1)" "1.6 w 0 tombstone"
 is "absent key" "$($C get nothing-here)" "absent"
 is "clock set raises" "$($C clockset 1 20)" "1.20"
 is "clock set never lowers" "$($C clockset 1 3)" "1.20"
+like "a clock near 2^64 is refused" "$($C clockset 18446744073709551615 0)" \
+    "^INVALID clock out of range"
+like "a stamp near 2^64 is refused" "$($C set k2 v 1 4611686018427387904)" \
+    "^INVALID stamp out of range"
 
 # ---- kill -9 under load: every acknowledged write survives ---------------
 bg $CLIENT -t 2000 "$URL" load 100000 crash- 16 >"$T/acks"
@@ -110,11 +114,23 @@ is "concurrent client got every write acknowledged" "$(tail -1 "$T/busy")" \
     "done 2000"
 like "bad input is logged" "$(cat "$LOG")" "bad_request: malformed message"
 
-# ---- clean stop ------------------------------------------------------------
+# ---- clean stop, under load: every acknowledged write survives ----------
+bg $CLIENT -t 3000 "$URL" load 100000 stop- 16 >"$T/stopacks"
+LOAD=$!
+wait_until 20 sh -c "[ \$(grep -c '^ack' '$T/stopacks') -ge 100 ]"
 kill -TERM "$PID"
 wait "$PID"
 is "SIGTERM: exit 0" "$?" 0
 like "stop is logged" "$(tail -2 "$LOG")" "stopped"
+wait "$LOAD" 2>/dev/null
+start
+wait_until 10 healthy
+ACKED=$(grep -c '^ack' "$T/stopacks")
+$C check "$T/stopacks" >"$T/check"
+is "writes acknowledged before the stop are all present" \
+    "$(tail -1 "$T/check")" "checked=$ACKED missing=0 older=0"
+kill -TERM "$PID"
+wait "$PID"
 
 # ---- databases that are not this worker's: exit 78 -----------------------
 write_node "$T/node2.yml" "$DATA" 2
