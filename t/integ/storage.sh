@@ -45,6 +45,22 @@ start() {          # start [NODE.yml]: the worker in the background, $PID
         2>>"$LOG"
     PID=$!
 }
+# stop PID: SIGTERM, then at most 20 s for it to exit (SIGKILL after);
+# returns its exit status, 124 if it had to be killed.
+stop() {
+    kill -TERM "$1"
+    local n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -9 "$1"
+        wait "$1" 2>/dev/null
+        return 124
+    fi
+    wait "$1"
+}
 healthy() { $C health | grep -q '^OK'; }
 field() { $C info | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # A clock E.C as one sortable string.
@@ -118,8 +134,7 @@ like "bad input is logged" "$(cat "$LOG")" "bad_request: malformed message"
 bg $CLIENT -t 3000 "$URL" load 100000 stop- 16 >"$T/stopacks"
 LOAD=$!
 wait_until 20 sh -c "[ \$(grep -c '^ack' '$T/stopacks') -ge 100 ]"
-kill -TERM "$PID"
-wait "$PID"
+stop "$PID"
 is "SIGTERM: exit 0" "$?" 0
 like "stop is logged" "$(tail -2 "$LOG")" "stopped"
 wait "$LOAD" 2>/dev/null
@@ -129,8 +144,7 @@ ACKED=$(grep -c '^ack' "$T/stopacks")
 $C check "$T/stopacks" >"$T/check"
 is "writes acknowledged before the stop are all present" \
     "$(tail -1 "$T/check")" "checked=$ACKED missing=0 older=0"
-kill -TERM "$PID"
-wait "$PID"
+stop "$PID"
 
 # ---- databases that are not this worker's: exit 78 -----------------------
 write_node "$T/node2.yml" "$DATA" 2
@@ -158,8 +172,7 @@ is "durability normal: a commit without fsync" \
     "$(field commits) $(field fsyncs)" "1 0"
 like "durability normal is logged at start" "$(cat "$LOG")" \
     "durability normal \(no fsync at commit"
-kill -TERM "$PID"
-wait "$PID"
+stop "$PID"
 
 # ---- two workers: each refuses keys that belong to the other ------------
 write_node "$T/node5.yml" "$T/two" 2
@@ -171,7 +184,6 @@ for k in 0 1 2 3 4 5 6 7 8 9; do $C1 set "key$k" v 1 1; done >"$T/routed"
 like "keys of shard 1 are stored, those of shard 0 refused" \
     "$(sort -u "$T/routed" | cut -d' ' -f1 | tr '\n' ' ')" \
     "^INVALID applied=1 $"
-kill -TERM "$PID"
-wait "$PID"
+stop "$PID"
 
 done_testing
