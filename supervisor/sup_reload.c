@@ -60,7 +60,8 @@ sup_read_file(const char *path, size_t *len, char *err, size_t errlen)
     }
     buf[n] = '\0';
     *len = n;
-    return buf;
+    char *fit = realloc(buf, n + 1);
+    return fit != NULL ? fit : buf;
 }
 
 int
