@@ -38,7 +38,6 @@
 #include "store.h"
 
 #define STORE_MAGIC         "rzkv-storage"
-#define STORE_PAGE_SIZE     16384
 #define STORE_READERS_MAX   8
 #define STORE_BUSY_MS       10000
 #define STORE_WAL_CHECKPOINT_BYTES  (16u << 20)   /* wake the checkpointer */

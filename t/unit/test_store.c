@@ -262,14 +262,14 @@ test_epoch_bumps(void **state)
     assert_int_equal(st.entries, 3);
     store_close(s);
 
-    /* The file is WAL with 16 KiB pages. */
+    /* The file is WAL with the page size chosen in store.h. */
     sqlite3 *db;
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &q, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 16384);
+    assert_int_equal(sqlite3_column_int(q, 0), STORE_PAGE_SIZE);
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q,
                                         NULL), SQLITE_OK);
@@ -353,7 +353,7 @@ test_refuses_corrupt(void **state)
     /* Scribble over a b-tree page in the middle of the file. */
     char junk[2048];
     memset(junk, 0xa5, sizeof(junk));
-    write_file(f->path, junk, sizeof(junk), 6L * 16384);
+    write_file(f->path, junk, sizeof(junk), 6L * STORE_PAGE_SIZE);
     assert_int_equal(open_status(f, 0, 1), STORE_E_CORRUPT);
     assert_non_null(strstr(f->err, "quick_check"));
 }
