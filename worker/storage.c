@@ -56,6 +56,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "ring.h"
 #include "store.h"
 #include "wire.h"
@@ -116,6 +117,7 @@ struct sctx {
     struct sctx *next;          /* writer queue, then reply queue */
     int committed;              /* the group's transaction committed */
     struct clock clock;         /* the clock after it */
+    uint64_t start_ns;          /* received at, for metrics.h */
 };
 
 struct storage {
@@ -123,6 +125,7 @@ struct storage {
     unsigned shards;            /* node.storage_workers */
     uint64_t max_value;
     struct store *store;
+    struct store_stats counted; /* writer: commits, fsyncs in metrics */
     nng_socket sock;
     struct sctx ctxs[STORAGE_CONTEXTS];
     pthread_t writer;
@@ -430,6 +433,26 @@ op_set_clock(struct op_out *o, struct clock c)
 }
 
 /* Pack the batch's results (in op order) and send them. */
+/* Each replica operation answered: its latency since receipt. */
+static void
+batch_metrics(struct sctx *c)
+{
+    _Static_assert(OP_SET - OP_GET == MSOP_SET &&
+                   OP_CLOCK_GET - OP_GET == MSOP_CLOCK_GET &&
+                   OP_CLOCK_SET - OP_GET == MSOP_CLOCK_SET,
+                   "op_kind - OP_GET indexes metrics");
+    uint64_t n[MSOP_COUNT] = { 0 };
+    uint64_t ns = metrics_now_ns() - c->start_ns;
+
+    for (size_t i = 0; i < c->nout; i++)
+        if (c->out[i].kind != OP_ANSWERED)
+            n[c->out[i].kind - OP_GET]++;
+    for (int k = 0; k < MSOP_COUNT; k++)
+        if (n[k] > 0)
+            metrics_lat_observe(&metrics->u.storage.op_duration[k], ns,
+                                n[k]);
+}
+
 static void
 batch_reply(struct sctx *c)
 {
@@ -442,6 +465,7 @@ batch_reply(struct sctx *c)
     reply.message = "";
     reply.body_case = RZKV__REPLY__BODY_NODE;
     reply.node = &body;
+    batch_metrics(c);
     reply_pack(c, &reply);
 }
 
@@ -594,6 +618,25 @@ replier_enqueue(struct storage *sw, struct sctx *list)
     pthread_mutex_unlock(&sw->lock);
 }
 
+/* What a commit changed, into the metrics file (writer thread only). */
+static void
+commit_metrics(struct storage *sw, int ok, size_t ops)
+{
+    struct metrics_storage *m = &metrics->u.storage;
+    struct store_stats st;
+
+    if (!ok) {
+        metrics_add(&m->commit_failures, 1);
+        return;
+    }
+    store_stats(sw->store, &st);
+    metrics_add(&m->commits, st.commits - sw->counted.commits);
+    metrics_add(&m->fsyncs, st.fsyncs - sw->counted.fsyncs);
+    metrics_set(&m->entries, st.entries);
+    metrics_size_observe(&m->group_commit_ops, ops);
+    sw->counted = st;
+}
+
 static void
 group_commit(struct storage *sw, struct sctx *list)
 {
@@ -609,6 +652,7 @@ group_commit(struct storage *sw, struct sctx *list)
     if (!ok)
         log_warnx("write transaction failed, %zu operations refused: %s",
                   ops, store_errmsg(sw->store));
+    commit_metrics(sw, ok, ops);
 
     struct clock now = store_clock(sw->store);
     for (struct sctx *c = list; c != NULL; c = c->next) {
@@ -846,6 +890,7 @@ ctx_callback(void *arg)
         return;
     }
     c->msg = nng_aio_get_msg(c->aio);
+    c->start_ns = metrics_now_ns();
     pthread_mutex_lock(&sw->lock);
     sw->inflight++;
     int stopping = sw->stopping;
@@ -1024,6 +1069,16 @@ storage_stop(struct storage *sw)
     log_info("stopped");
 }
 
+/* This slot's counters file (metrics.h): kept counting across restarts. */
+static void
+storage_metrics_open(struct storage *sw, const struct node_conf *node)
+{
+    metrics_open(node->run_dir, ROLE_STORAGE, sw->instance);
+    store_stats(sw->store, &sw->counted);
+    metrics_set(&metrics->u.storage.epoch, sw->counted.epoch);
+    metrics_set(&metrics->u.storage.entries, sw->counted.entries);
+}
+
 int
 storage_main(const struct node_conf *node, const char *cluster_path,
              int instance)
@@ -1047,6 +1102,7 @@ storage_main(const struct node_conf *node, const char *cluster_path,
     sw.reply_tail = &sw.reply_head;
 
     storage_open_db(&sw, node);         /* new epoch committed here */
+    storage_metrics_open(&sw, node);
     if (pthread_create(&sw.writer, NULL, writer_main, &sw) != 0 ||
         pthread_create(&sw.replier, NULL, replier_main, &sw) != 0)
         fatalx("cannot start the writer threads");
