@@ -3,13 +3,28 @@
 # through every node, exact bytes, NOT_FOUND, consistency levels, one
 # node down (quorum still met), two down (UNAVAILABLE, fast, naming the
 # dead replicas), restart and read repair of the stale replica.
-# Ports 18400-18402 (metrics 19400-19402).
+# Ports: 3 in 18400-18429 (metrics 19400-19429).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
+# free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
+# such that p..p+N-1 are all free (another build's run of this test may
+# hold the first block).
+free_base() {
+    local p i
+    for ((p = $1; p + $3 - 1 <= $2; p += $3)); do
+        for ((i = 0; i < $3; i++)); do
+            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
+        done
+        [ $i = $3 ] && { echo $p; return 0; }
+    done
+    echo $1
+}
+
 D="$T/c"
-A1=127.0.0.1:18400 A2=127.0.0.1:18401 A3=127.0.0.1:18402
+P=$(free_base 18400 18429 3)
+A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
 stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
 tap_cleanup_hook=stop_all
 
@@ -38,7 +53,7 @@ kill_node() {
     wait_until 5 bash -c "! kill -0 $pid 2>/dev/null"
 }
 
-out=$(ctl start --local 3 --dir "$D" --base-port 18400 2>&1); rc=$?
+out=$(ctl start --local 3 --dir "$D" --base-port $P 2>&1); rc=$?
 is "a 3-node cluster starts" "$rc" 0
 [ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
 

@@ -3,14 +3,29 @@
 # every node, keys placed on 3 of 5 nodes, two nodes down (keys with two
 # dead replicas are UNAVAILABLE, the others still served), and
 # concurrent writers on one key from every node converge on all replicas.
-# Ports 18410-18414 (metrics 19410-19414).
+# Ports: 5 in 18430-18459 (metrics 19430-19459).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
+# free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
+# such that p..p+N-1 are all free (another build's run of this test may
+# hold the first block).
+free_base() {
+    local p i
+    for ((p = $1; p + $3 - 1 <= $2; p += $3)); do
+        for ((i = 0; i < $3; i++)); do
+            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
+        done
+        [ $i = $3 ] && { echo $p; return 0; }
+    done
+    echo $1
+}
+
 D="$T/c"
-ADDRS=(127.0.0.1:18410 127.0.0.1:18411 127.0.0.1:18412 127.0.0.1:18413
-       127.0.0.1:18414)
+P=$(free_base 18430 18459 5)
+ADDRS=()
+for i in 0 1 2 3 4; do ADDRS+=(127.0.0.1:$((P + i))); done
 ALL=$(IFS=,; echo "${ADDRS[*]}")
 stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
 tap_cleanup_hook=stop_all
@@ -31,7 +46,7 @@ kill_node() {
     wait_until 5 bash -c "! kill -0 $pid 2>/dev/null"
 }
 
-out=$(ctl start --local 5 --dir "$D" --base-port 18410 2>&1); rc=$?
+out=$(ctl start --local 5 --dir "$D" --base-port $P 2>&1); rc=$?
 is "a 5-node cluster starts" "$rc" 0
 [ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
 

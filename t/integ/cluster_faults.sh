@@ -4,15 +4,30 @@
 # write; malformed, truncated, unknown and oversize requests get error
 # answers (or a dropped connection) and the node keeps serving; a reload
 # is applied, a bad one refused, and requests go on throughout.
-# Ports 18420-18422 (metrics 19420-19422).
+# Ports: 3 in 18460-18489 (metrics 19460-19489).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 LOAD="$RZKV_BUILDDIR/t/coord_load"
 [ -x "$LOAD" ] || skip_all "t/coord_load is not built"
 
+# free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
+# such that p..p+N-1 are all free (another build's run of this test may
+# hold the first block).
+free_base() {
+    local p i
+    for ((p = $1; p + $3 - 1 <= $2; p += $3)); do
+        for ((i = 0; i < $3; i++)); do
+            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
+        done
+        [ $i = $3 ] && { echo $p; return 0; }
+    done
+    echo $1
+}
+
 D="$T/c"
-A1=127.0.0.1:18420 A2=127.0.0.1:18421 A3=127.0.0.1:18422
+P=$(free_base 18460 18489 3)
+A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
 stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
 tap_cleanup_hook=stop_all
 ctl() { "$RZKVCTL" "$@"; }
@@ -30,7 +45,7 @@ acked_writes_survive() {
         >"$T/verify.out" 2>&1
 }
 
-out=$(ctl start --local 3 --dir "$D" --base-port 18420 2>&1); rc=$?
+out=$(ctl start --local 3 --dir "$D" --base-port $P 2>&1); rc=$?
 is "a 3-node cluster starts" "$rc" 0
 [ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
 
@@ -88,9 +103,9 @@ like "a message over the size limit: no answer or an error" \
     "$(bad oversize)" "^(none|TOO_LARGE|INVALID)$"
 is "a batch operation without a key: INVALID result" "$(bad badbatch)" INVALID
 # Raw bytes that are not even the SP protocol.
-( exec 3<>/dev/tcp/127.0.0.1/18420 && head -c 4096 /dev/urandom >&3 &&
+( exec 3<>/dev/tcp/127.0.0.1/$P && head -c 4096 /dev/urandom >&3 &&
   sleep 0.2 ) 2>/dev/null
-( exec 3<>/dev/tcp/127.0.0.1/18420 && printf '\0SP\0\0\020\0\0' >&3 &&
+( exec 3<>/dev/tcp/127.0.0.1/$P && printf '\0SP\0\0\020\0\0' >&3 &&
   head -c 100 /dev/urandom >&3 && sleep 0.2 ) 2>/dev/null
 is "the coordinator survived all of it (same pid)" \
     "$(worker_pid 1 coordinator 0)" "$cpid"
