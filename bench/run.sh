@@ -217,6 +217,10 @@ DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
     echo "storage_workers=$(sed -n 's/^ *storage_workers: *//p' "$DIR/node-1.yml")"
     echo "coordinator_workers=$(sed -n 's/^ *coordinator_workers: *//p' "$DIR/node-1.yml")"
     echo "commit=$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)"
+    # The binaries may be older than the tree: say when they were built.
+    for b in "$RZKVCTL" "$(dirname "$RZKVCTL")/rzkvd"; do
+        [ -e "$b" ] && echo "built_$(basename "$b")=$(date -u -r "$b" +%Y-%m-%dT%H:%M:%SZ)"
+    done
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "duration_s=$DURATION"
     echo "warmup_s=$WARMUP"
@@ -275,7 +279,8 @@ def profile(r):
                        max(1e-9, sum(v["user"] + v["sys"]
                                      for v in split.values()))),
          "ctxsw": sum(v["ctxsw"] for v in split.values()) / n,
-         "other_cores": r["other_cpu_cores"]}
+         "other_cores": r["other_cpu_cores"],
+         "machine_cores": r["machine_busy_cores"]}
     if nd.get("batches_sent"):
         p["batches"] = nd["batches_sent"] / n
         p["ops_per_batch"] = nd["ops_sent"] / nd["batches_sent"]
@@ -290,7 +295,7 @@ def median_profile(rs):
         return None
     out = {"cpu_us": {k: med(p["cpu_us"].get(k, 0) for p in ps)
                       for k in sorted({k for p in ps for k in p["cpu_us"]})}}
-    for k in ("sys_share", "ctxsw", "other_cores", "batches",
+    for k in ("sys_share", "ctxsw", "other_cores", "machine_cores", "batches",
               "ops_per_batch", "ops_per_commit", "fsyncs"):
         vs = [p[k] for p in ps if k in p]
         if vs:
@@ -377,8 +382,8 @@ md.append(f"- cluster: 3 local nodes, replica_count {m['replica_count']}, "
           "consistency QUORUM")
 md.append(f"- each cell: {m['duration_s']} s measured after {m['warmup_s']} s "
           f"warmup, {m['repeats']} runs, median of each figure; "
-          f"keyspace {m['keys']} keys, uniform; source {m['commit']}, "
-          f"{m['date']}\n")
+          f"keyspace {m['keys']} keys, uniform; {m['date']}, source tree "
+          f"{m['commit']}, rzkvd built {m.get('built_rzkvd', '?')}\n")
 md.append("| workload | c | ops/s | (min-max) | p50 ms | p90 ms | p99 ms "
           "| p99.9 ms | max ms | errors | bench CPU | cluster CPU (sup/coord/storage) |")
 md.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -398,8 +403,8 @@ md.append("Where the time goes, per client request (medians; counters from "
           "/proc and from each worker's NodeInfo):\n")
 md.append("| workload | c | cluster CPU us/req (sup/coord/storage) | kernel "
           "share | ctx switches/req | batch msgs/req | replica ops/msg "
-          "| ops/commit | fsyncs/req | other load (cores) |")
-md.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| ops/commit | fsyncs/req | other load | machine busy |")
+md.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
 for x in cells:
@@ -413,8 +418,11 @@ for x in cells:
               f"| {f(p.get('batches'), '.2f')} "
               f"| {f(p.get('ops_per_batch'), '.1f')} "
               f"| {f(p.get('ops_per_commit'), '.1f')} "
-              f"| {f(p.get('fsyncs'), '.2f')} | {p['other_cores']:.2f} |")
-md.append("")
+              f"| {f(p.get('fsyncs'), '.2f')} | {p['other_cores']:.2f} "
+              f"| {p['machine_cores']:.2f} |")
+md.append(f"\nOther load and machine busy are cores out of {m['nproc']}: the "
+          "CPU used by processes outside the cluster and the bench, and by "
+          "everything.\n")
 if ratios:
     md.append("Throughput as a fraction of `--op health` at the same "
               "concurrency (same run):\n")
