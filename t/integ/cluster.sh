@@ -96,6 +96,20 @@ ctl info -a $A1 >"$T/info" 2>&1
 like "info names the quorums" "$(cat "$T/info")" "read quorum 2, write quorum 2"
 is "  and shows 3 reachable nodes" "$(grep -c ' yes' "$T/info")" 3
 
+# ---- frozen nodes: connected but silent, so only the deadline ends it ----------
+node_pids() { echo $(cat "$D/run/node-$1/rzkvd.pid") $(pgrep -P "$(cat "$D/run/node-$1/rzkvd.pid")"); }
+frozen="$(node_pids 2) $(node_pids 3)"
+kill -STOP $frozen
+t0=$(date +%s%N)
+ctl set -a $A1 -t 400 frozen x >"$T/frozen" 2>&1; rc=$?
+t1=$(date +%s%N)
+kill -CONT $frozen
+is "with nodes 2 and 3 frozen, a set with -t 400 is UNAVAILABLE" "$rc" 3
+like "  because of the timeout" "$(cat "$T/frozen")" "node [23] \\(timeout\\)"
+ms=$(( (t1 - t0) / 1000000 ))
+ok "  answered after about 400 ms ($ms ms)" test "$ms" -ge 350 -a "$ms" -lt 1500
+ok "  and the thawed nodes serve again" wait_until 5 ctl set -a $A2 frozen y
+
 # ---- one node down: the quorum is still there -----------------------------------
 ctl set -a $A1 survive before >/dev/null
 kill_node 3
