@@ -380,6 +380,20 @@ retire_unused_peers(void)
     }
 }
 
+/* Stop dialing retired peers (only this thread changes coord.peers, so
+ * it reads them without the lock; closing a dialer may block). */
+static void
+hang_up_retired(void)
+{
+    for (size_t i = 0; i < coord.npeers; i++) {
+        struct coord_peer *p = &coord.peers[i];
+        if (p->retired && !p->hung_up) {
+            dest_hangup(p->dest);
+            p->hung_up = 1;
+        }
+    }
+}
+
 static void
 reload(const char *cluster_path)
 {
@@ -397,6 +411,7 @@ reload(const char *cluster_path)
         nng_mtx_lock(coord.lock);
         retire_unused_peers();      /* peers opened for the refused view */
         nng_mtx_unlock(coord.lock);
+        hang_up_retired();
         return;
     }
     nng_mtx_lock(coord.lock);
@@ -405,6 +420,7 @@ reload(const char *cluster_path)
     retire_unused_peers();
     topo_unref(old);
     nng_mtx_unlock(coord.lock);
+    hang_up_retired();
     log_info("reloaded %s: %zu nodes, replica_count %d", cluster_path,
              conf->node_count, conf->replica_count);
 }

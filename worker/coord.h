@@ -55,6 +55,7 @@ struct coord_peer {             /* every peer dest ever opened */
     char *url;
     struct dest *dest;
     int retired;
+    int hung_up;                /* its dialer closed (main thread only) */
 };
 
 struct cop;

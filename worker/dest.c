@@ -562,6 +562,12 @@ dest_retire(struct dest *d, const char *why)
 }
 
 void
+dest_hangup(struct dest *d)
+{
+    nng_dialer_close(d->dialer);
+}
+
+void
 dest_close(struct dest *d)
 {
     if (d == NULL)

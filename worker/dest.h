@@ -73,8 +73,11 @@ typedef void (*dest_call_fn)(void *arg, nng_msg *reply, const char *err);
 struct dest *dest_open(const char *name, const char *url,
                        enum dest_kind kind, nng_mtx *lock, size_t recvmax,
                        char *err, size_t errlen);
-/* Stop dialing (a peer removed by a reload); submissions then fail. */
+/* A peer removed by a reload: submissions fail from now on, and what is
+ * in flight fails at the next tick. */
 void dest_retire(struct dest *d, const char *why);
+/* Stop dialing a retired dest; call without the lock. */
+void dest_hangup(struct dest *d);
 /*
  * Close the socket, failing everything in flight or queued; call without
  * the lock.  The struct stays allocated and retired, so a view or an
