@@ -544,19 +544,30 @@ anomalies=$(field anomalies); lost=$(field lost); resurrected=$(field resurrecte
 [ "$lost" = 0 ]; tap_result $? "acknowledged writes lost: $lost"
 [ "$resurrected" = 0 ]; tap_result $? "resurrected deletes: $resurrected"
 
+sed 's/^/# read back at ALL: /' "$T/verify-all.out" | head -5
 converged() {
     local i
     for i in $(seq 1 "$nodes"); do
         as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
     done
-    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1
+    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
+    [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
+    return 1
 }
-if wait_until 60 converged; then
-    conv_ms=$(( $(date +%s%N) / 1000000 - heal_ms ))
+# Converged at the start of the first listing that agrees (the listing
+# itself takes a while on big runs and is not part of the figure).
+conv_ms=-1
+conv_deadline=$(( $(date +%s) + 60 ))
+while [ "$(date +%s)" -lt "$conv_deadline" ]; do
+    attempt_ms=$(( $(date +%s%N) / 1000000 ))
+    if converged; then conv_ms=$((attempt_ms - heal_ms)); break; fi
+    sleep 0.5
+done
+if [ "$conv_ms" -ge 0 ]; then
+    [ -f "$T/converge-first.out" ] && sed 's/^/# not yet converged after the read-back: /' "$T/converge-first.out" | head -6
     tap_result 0 "replicas converged $((conv_ms / 1000)).$(( (conv_ms % 1000) / 100 ))s after heal (read-back passes took $((repair_ms / 1000)).$(( (repair_ms % 1000) / 100 ))s)"
 else
-    conv_ms=-1
-    tap_result 1 "replicas did not converge within 60 s of heal"
+    tap_result 1 "replicas did not converge within 60 s of the read-back"
     sed 's/^/#   /' "$T/converge.out"
 fi
 
