@@ -432,7 +432,6 @@ op_set_clock(struct op_out *o, struct clock c)
     o->res.clock = &o->clock;
 }
 
-/* Pack the batch's results (in op order) and send them. */
 /* Each replica operation answered: its latency since receipt. */
 static void
 batch_metrics(struct sctx *c)
@@ -453,6 +452,7 @@ batch_metrics(struct sctx *c)
                                 n[k]);
 }
 
+/* Pack the batch's results (in op order) and send them. */
 static void
 batch_reply(struct sctx *c)
 {
