@@ -39,6 +39,7 @@ struct dest_slot {
     struct dest_op_list ops;    /* in this message, in order */
     size_t nops;
     nng_time deadline;
+    nng_time started;           /* when this message left */
     const char *cancel_why;     /* set before cancelling the aio */
 };
 
@@ -223,25 +224,35 @@ slot_start(struct dest_slot *s, nng_time now)
                                                  ? MDEST_PEER
                                                  : MDEST_LOCAL], 1);
     s->state = SLOT_SEND;
+    s->started = now;
     s->cancel_why = NULL;
     nng_aio_set_msg(s->aio, m);
     nng_aio_set_timeout(s->aio, remaining(s->deadline, now));
     nng_ctx_send(s->ctx, s->aio);
 }
 
-/* Fill idle slots from the queue. */
+/*
+ * Fill idle slots from the queue: one message in flight while answers
+ * come back in time, so everything waiting shares the next message; a
+ * further one only once every message in flight has been out for
+ * DEST_STALL_MS (a slow or lost message must not hold up the rest).
+ */
 static void
 kick(struct dest *d)
 {
-    nng_time now = 0;
-    if (d->retired)
+    if (d->retired || d->queued == 0)
         return;                 /* dest_tick or dest_close fail the queue */
-    for (int i = 0; i < DEST_INFLIGHT && d->queued > 0; i++) {
-        if (d->slot[i].state != SLOT_IDLE)
-            continue;
-        if (now == 0)
-            now = nng_clock();
-        slot_start(&d->slot[i], now);
+    nng_time now = nng_clock();
+    for (int i = 0; i < DEST_INFLIGHT; i++) {
+        const struct dest_slot *s = &d->slot[i];
+        if (s->state != SLOT_IDLE && now - s->started < DEST_STALL_MS)
+            return;
+    }
+    for (int i = 0; i < DEST_INFLIGHT; i++) {
+        if (d->slot[i].state == SLOT_IDLE) {
+            slot_start(&d->slot[i], now);
+            return;
+        }
     }
 }
 
@@ -386,6 +397,7 @@ dest_tick(struct dest *d, nng_time now)
     }
     if (d->queued == 0)
         return;
+    kick(d);                    /* a message in flight may have stalled */
     for (op = TAILQ_FIRST(&d->queue); op != NULL; op = next) {
         next = TAILQ_NEXT(op, link);
         if (op->deadline <= now) {
