@@ -21,6 +21,10 @@
  * format: appended to the history, they are the final state the checks
  * compare against.
  *
+ * The workloads use QUORUM unless --op-consistency says otherwise: with
+ * ONE under partitions, stale reads are expected, which is how the suite
+ * shows that it notices them (t/fault/fault_detects.sh).
+ *
  * Result mapping: OK and NOT_FOUND are "ok" (a read of NOT_FOUND returns
  * null); UNAVAILABLE is "fail" (the API promises nothing was applied);
  * UNKNOWN and ERROR are "info" for writes (they may have been applied)
@@ -64,6 +68,7 @@ struct settings {
     double duration;            /* seconds, 0: no limit */
     unsigned timeout_ms;
     unsigned seed;
+    rzkv_consistency consistency;   /* of the workloads' operations */
     bool verify;
     int verify_threads;
     rzkv_consistency verify_consistency;
@@ -236,7 +241,7 @@ static void
 run_register(struct thread *t)
 {
     char key[KEY_MAX], value[VALUE_MAX];
-    rzkv_req req = { RZKV_QUORUM, t->sh->set->timeout_ms };
+    rzkv_req req = { t->sh->set->consistency, t->sh->set->timeout_ms };
 
     for (long n = 0; keep_going(t, n); n++) {
         snprintf(key, sizeof(key), "reg-%d",
@@ -254,7 +259,7 @@ static void
 run_unique(struct thread *t)
 {
     char key[KEY_MAX], value[VALUE_MAX];
-    rzkv_req req = { RZKV_QUORUM, t->sh->set->timeout_ms };
+    rzkv_req req = { t->sh->set->consistency, t->sh->set->timeout_ms };
 
     for (long n = 0; keep_going(t, n); n++) {
         snprintf(key, sizeof(key), "uniq-%d-%ld", t->index, n);
@@ -271,7 +276,7 @@ static void
 run_delete(struct thread *t)
 {
     char key[KEY_MAX], value[VALUE_MAX];
-    rzkv_req req = { RZKV_QUORUM, t->sh->set->timeout_ms };
+    rzkv_req req = { t->sh->set->consistency, t->sh->set->timeout_ms };
     long deleted[256];
     size_t ndeleted = 0;
 
@@ -380,6 +385,8 @@ usage(FILE *f)
         "  -n N   operations per thread (0: no limit, default 0)\n"
         "  -D S   duration in seconds (default 10)\n"
         "  -t MS  per-request timeout (default 1000)  -s SEED\n"
+        "  --op-consistency one|quorum|all: of the workloads (quorum);\n"
+        "         one makes anomalies likely: the suite's test of itself\n"
         "  --verify [--consistency one|quorum|all] [--verify-threads N]\n"
         "         [--verify-deadline S]: read the keys on stdin, recorded\n"
         "History lines are appended to HISTORY.\n");
@@ -402,6 +409,7 @@ parse_args(struct settings *set, int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "verify", no_argument, NULL, 'V' },
+        { "op-consistency", required_argument, NULL, 'C' },
         { "consistency", required_argument, NULL, 'c' },
         { "verify-threads", required_argument, NULL, 'T' },
         { "verify-deadline", required_argument, NULL, 'L' },
@@ -413,6 +421,7 @@ parse_args(struct settings *set, int argc, char **argv)
     *set = (struct settings){
         .threads = { 4, 2, 2 }, .keys = 3, .duration = 10,
         .timeout_ms = 1000, .seed = (unsigned)time(NULL),
+        .consistency = RZKV_QUORUM,
         .verify_threads = 4, .verify_consistency = RZKV_QUORUM,
         .verify_deadline = 30,
     };
@@ -433,8 +442,10 @@ parse_args(struct settings *set, int argc, char **argv)
         case 'T': set->verify_threads = atoi(optarg); break;
         case 'L': set->verify_deadline = atof(optarg); break;
         case 'c':
-            if (rzkv_consistency_parse(optarg,
-                                       &set->verify_consistency) != 0) {
+        case 'C':
+            if (rzkv_consistency_parse(optarg, ch == 'c'
+                                       ? &set->verify_consistency
+                                       : &set->consistency) != 0) {
                 fprintf(stderr, "workload: bad consistency %s\n", optarg);
                 exit(64);
             }
