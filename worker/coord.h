@@ -32,6 +32,9 @@
                                      * so nodes can't starve each other */
 #define COORD_TICK_MS        5
 #define COORD_MAX_TIMEOUT_MS 600000
+/* The message of a TOO_LARGE NodeResult that only means "this result did
+ * not fit in the batch's reply: ask for it alone". */
+#define FWD_RESEND_ALONE     "result too large for a batch reply; resend alone"
 
 /* One view of the cluster: what a reload replaces as a whole. */
 struct topo {

@@ -167,6 +167,7 @@ send_one(struct cop *c, unsigned slot, unsigned i, const uint8_t *buf,
     op->deadline = c->deadline;
     op->done = done;
     op->arg = c;
+    op->alone = 0;
     if (dest_submit(replica_dest(c, i), op, &why) != 0) {
         quorum_fail(q, i, why);
         return;
@@ -204,6 +205,20 @@ read_done(struct dest_op *op, const uint8_t *rec, size_t len,
     Rzkv__NodeResult *res = op_result(op, rec, len, err, &i, why,
                                       sizeof(why));
 
+    if (res != NULL && res->status == RZKV__STATUS__TOO_LARGE &&
+        !op->alone) {
+        /* It didn't fit in the peer's batch reply: ask for it alone,
+         * keeping this request's reference. */
+        const char *no;
+        rzkv__node_result__free_unpacked(res, NULL);
+        op->alone = 1;
+        if (dest_submit(replica_dest(c, i), op, &no) == 0)
+            return;
+        quorum_fail(&c->q, i, no);
+        read_progress(c);
+        cop_unref(c);
+        return;
+    }
     if (res != NULL && res->status != RZKV__STATUS__OK &&
         res->status != RZKV__STATUS__NOT_FOUND) {
         snprintf(why, sizeof(why), "%s: %s", wire_status_str(res->status),

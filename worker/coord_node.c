@@ -22,6 +22,7 @@
 #include "wire.h"
 
 #define NODE_BATCH_MAX_OPS  65536
+#define FWD_REPLY_SLACK     4096    /* Reply framing around the results */
 #define LIST_DEFAULT_LIMIT  1000
 
 /* ---- NodeBatch -------------------------------------------------------------- */
@@ -75,6 +76,42 @@ fwd_free(struct fwd *f)
     free(f);
 }
 
+static int
+cmp_len_desc(const void *a, const void *b, void *arg)
+{
+    const struct fwd *f = arg;
+    size_t x = f->res[*(const size_t *)a].len, y = f->res[*(const size_t *)b].len;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Keep the reply under what the peer (and our front door) accepts: the
+ * largest results give way to TOO_LARGE, which the asking coordinator
+ * takes as "ask again alone" (one result always fits).  Returns the body
+ * size.
+ */
+static size_t
+fwd_fit(struct fwd *f, size_t body)
+{
+    size_t limit = coord.recvmax - FWD_REPLY_SLACK;
+    size_t *order;
+
+    if (body <= limit || f->n < 2 ||
+        (order = malloc(f->n * sizeof(*order))) == NULL)
+        return body;
+    for (size_t i = 0; i < f->n; i++)
+        order[i] = i;
+    qsort_r(order, f->n, sizeof(*order), cmp_len_desc, f);
+    for (size_t k = 0; k < f->n && body > limit; k++) {
+        size_t i = order[k];
+        body -= batch_record_len(BATCH_RESULTS, f->res[i].len);
+        fwd_error(f, i, RZKV__STATUS__TOO_LARGE, "%s", FWD_RESEND_ALONE);
+        body += batch_record_len(BATCH_RESULTS, f->res[i].len);
+    }
+    free(order);
+    return body;
+}
+
 /* Every operation is back: put the reply together and send it. */
 static void
 fwd_finish(struct fwd *f)
@@ -82,6 +119,7 @@ fwd_finish(struct fwd *f)
     size_t body = 0;
     for (size_t i = 0; i < f->n; i++)
         body += batch_record_len(BATCH_RESULTS, f->res[i].len);
+    body = fwd_fit(f, body);
     nng_msg_clear(f->msg);
     if (nng_msg_realloc(f->msg, batch_record_len(BATCH_REPLY_NODE, body))
         != 0) {

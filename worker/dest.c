@@ -187,10 +187,13 @@ slot_start(struct dest_slot *s, nng_time now)
 
     TAILQ_FOREACH(op, &d->queue, link) {
         size_t rec = batch_record_len(BATCH_OPS, op->op_len);
-        if (n > 0 && (n == DEST_BATCH_OPS || body + rec > DEST_BATCH_BYTES))
+        if (n > 0 && (n == DEST_BATCH_OPS || body + rec > DEST_BATCH_BYTES ||
+                      op->alone))
             break;
         body += rec;
         n++;
+        if (op->alone)
+            break;
     }
     nng_msg *m;
     if (nng_msg_alloc(&m, batch_record_len(BATCH_ENVELOPE_NODE, body)) != 0) {
@@ -498,7 +501,8 @@ static int
 set_options(struct dest *d, size_t recvmax)
 {
     int rv;
-    if ((rv = nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ, recvmax)) != 0 ||
+    if ((rv = nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ,
+                                  d->kind == DEST_STORAGE ? 0 : recvmax)) != 0 ||
         (rv = nng_socket_set_ms(d->sock, NNG_OPT_REQ_RESENDTIME,
                                 NNG_DURATION_INFINITE)) != 0 ||
         (rv = nng_socket_set_ms(d->sock, NNG_OPT_RECONNMINT, 10)) != 0 ||

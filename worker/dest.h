@@ -62,6 +62,8 @@ struct dest_op {
     dest_done_fn done;
     void *arg;
     int sent;                   /* set once handed to the network */
+    int alone;                  /* send in a message of its own (its
+                                 * result may be as large as a message) */
 };
 TAILQ_HEAD(dest_op_list, dest_op);
 
@@ -72,7 +74,10 @@ typedef void (*dest_call_fn)(void *arg, nng_msg *reply, const char *err);
 
 /*
  * Open a REQ socket dialing url (non-blocking, reconnecting forever).
- * name is for messages ("storage 1", "node n2").  NULL with err on error.
+ * name is for messages ("storage 1", "node n2").  A peer's replies are
+ * limited to recvmax bytes (its front door's limit too); a local storage
+ * worker's are not, since a batch of reads answers with all their values.
+ * NULL with err on error.
  */
 struct dest *dest_open(const char *name, const char *url,
                        enum dest_kind kind, nng_mtx *lock, size_t recvmax,

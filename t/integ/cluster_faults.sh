@@ -139,4 +139,19 @@ ok "  and the nodes stopped within 10 s" test $((t1 - t0)) -lt 10 ||
 ok "  every coordinator exited 0 on stop" \
     bash -c "! grep -q 'coordinator\[0\].*exited with status [1-9]' '$D'/log/node-*.log"
 
+# ---- big values read in batches ----------------------------------------------------
+# With max_value_size 1 MiB, a peer's reply to a batch of reads of 400 KB
+# values would not fit in one message: the coordinators must still get
+# every value (results that don't fit are asked for again, alone).
+sed -i 's/max_value_size: [0-9]*/max_value_size: 1048576/' "$D"/node-*.yml
+out=$(ctl start --local --dir "$D" 2>&1); rc=$?
+is "the cluster starts again with max_value_size 1 MiB" "$rc" 0
+"$LOAD" -m set -c 8 -n 200 -k 20 -s 400000 "$A1" >"$T/bigset.out" 2>&1
+"$LOAD" -m get -c 48 -d 3 -k 20 -s 400000 "$A1,$A2,$A3" >"$T/bigget.out" 2>&1
+rc=$?
+diag "$(tail -1 "$T/bigget.out")"
+is "48 concurrent reads of 400 KB values: no wrong value" "$rc" 0
+like "  and none failed" "$(tail -1 "$T/bigget.out")" \
+    "unavailable 0 unknown 0 other 0 wrong 0"
+
 done_testing
