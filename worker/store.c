@@ -347,7 +347,7 @@ check_existing(struct store *s, const struct store_config *cfg, char *err,
 static enum store_status
 set_pragmas(struct store *s, char *err, size_t errlen)
 {
-    char mode[32], sql[256];
+    char mode[32];
     sqlite3_int64 page_size;
     int rc;
 
@@ -359,12 +359,13 @@ set_pragmas(struct store *s, char *err, size_t errlen)
         return fail(err, errlen, STORE_E_SQL, s->path,
                     "journal_mode is %s, not wal", mode);
     /* In WAL mode FULL fsyncs the WAL at every commit; NORMAL only at
-     * checkpoints (a power loss may lose the last commits). */
-    snprintf(sql, sizeof(sql),
-             "PRAGMA synchronous=%s; PRAGMA cache_size=-65536;"
-             "PRAGMA journal_size_limit=67108864;",
-             s->sync_full ? "FULL" : "NORMAL");
-    if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+     * checkpoints (a power loss may lose the last commits).  FULL until
+     * the epoch bump is committed, whatever the mode: a lost bump would
+     * let the next start hand out this run's clocks again. */
+    if ((rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL;"
+                           "PRAGMA cache_size=-65536;"
+                           "PRAGMA journal_size_limit=67108864;",
+                           NULL, NULL, NULL)) != SQLITE_OK)
         return fail(err, errlen, open_status(rc), s->path, "%s",
                     sqlite3_errmsg(s->db));
     if ((rc = query_int(s->db, "PRAGMA page_size", &page_size)) != SQLITE_OK)
@@ -498,6 +499,11 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
         st = set_pragmas(s, err, errlen);
     if (st == STORE_OK)
         st = bump_epoch(s, err, errlen);
+    if (st == STORE_OK && !s->sync_full &&
+        (rc = sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
+                           NULL)) != SQLITE_OK)
+        st = fail(err, errlen, STORE_E_SQL, s->path, "%s",
+                  sqlite3_errmsg(s->db));
     if (st == STORE_OK)
         st = prepare_writer(s, err, errlen);
     if (st != STORE_OK)
