@@ -67,6 +67,7 @@ struct dest {
     char retire_why[64];
     struct dest_op_list queue;
     size_t queued;
+    nng_time queue_due;         /* no queued op expires before this */
     struct dest_slot slot[DEST_INFLIGHT];
     struct dest_call *calls;
     struct dest_stats stats;
@@ -270,6 +271,8 @@ dest_submit(struct dest *d, struct dest_op *op, const char **why)
         return -1;
     }
     op->sent = 0;
+    if (d->queued == 0 || op->deadline < d->queue_due)
+        d->queue_due = op->deadline;
     TAILQ_INSERT_TAIL(&d->queue, op, link);
     d->queued++;
     kick(d);
@@ -401,14 +404,20 @@ dest_tick(struct dest *d, nng_time now)
     if (d->queued == 0)
         return;
     kick(d);                    /* a message in flight may have stalled */
+    if (d->queued == 0 || now < d->queue_due)
+        return;
+    nng_time due = UINT64_MAX;
     for (op = TAILQ_FIRST(&d->queue); op != NULL; op = next) {
         next = TAILQ_NEXT(op, link);
         if (op->deadline <= now) {
             TAILQ_REMOVE(&d->queue, op, link);
             TAILQ_INSERT_TAIL(&expired, op, link);
             d->queued--;
+        } else if (op->deadline < due) {
+            due = op->deadline;
         }
     }
+    d->queue_due = due;
     fail_list(d, &expired, "timeout");
 }
 
