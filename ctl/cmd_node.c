@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -83,6 +84,25 @@ pid_alive(long pid)
     buf[n] = '\0';
     const char *paren = strrchr(buf, ')');
     return !(paren != NULL && paren[1] == ' ' && paren[2] == 'Z');
+}
+
+/*
+ * Has every process of the node let go of its data directory?  The
+ * supervisor's workers inherit its lock (supervisor/sup_setup.c), and a
+ * process whose main thread is a zombie may still have threads closing
+ * its files, so the lock, not the pids, says when the node is gone.
+ */
+static int
+data_dir_free(const struct node_conf *nc)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", nc->data_dir, RZKV_LOCKFILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    int free_now = flock(fd, LOCK_SH | LOCK_NB) == 0;
+    close(fd);      /* drops our shared lock at once */
+    return free_now;
 }
 
 static void
@@ -631,9 +651,17 @@ cmd_stop(int argc, char **argv)
             else
                 k++;
         }
+        while (k == npids[i] && !data_dir_free(nodes[i].conf) &&
+               now_ms() < deadline)
+            sleep_ms(20);
         if (k < npids[i]) {
             fprintf(stderr, "rzkvctl stop: node %s: pid %ld still running "
                     "after %d s\n", nodes[i].conf->id, pids[i][k],
+                    STOP_DEADLINE_MS / 1000);
+            failed++;
+        } else if (!data_dir_free(nodes[i].conf)) {
+            fprintf(stderr, "rzkvctl stop: node %s: its data directory is "
+                    "still locked after %d s\n", nodes[i].conf->id,
                     STOP_DEADLINE_MS / 1000);
             failed++;
         } else {

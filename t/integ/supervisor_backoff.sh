@@ -3,7 +3,7 @@
 # growing delay, never more than once a second, while rzkvd keeps answering;
 # a worker that exits 78 is marked failed and not restarted, and rzkvctl
 # start says so.  Crashes come from RZKV_TEST_CRASH_AT_START (worker.h).
-# Ports 18111-18112.
+# Ports 18141-18142.
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
@@ -39,7 +39,7 @@ print($2)"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # ---- a coordinator that crashes at every start ----------------------------
-mknode crash 18111
+mknode crash 18141
 RZKV_TEST_CRASH_AT_START=coordinator bg "$RZKVD" -f "$T/crash.yml" \
     "$T/crash-cluster.yml" 2>>"$T/crash-stderr.log"
 SUP=$!
@@ -74,7 +74,7 @@ wait "$SUP"; rc=$?
 is "SIGTERM during a backoff: rzkvd exits 0" "$rc" 0
 
 # ---- exit 78 is not restarted --------------------------------------------------
-mknode config 18112
+mknode config 18142
 out=$(RZKV_TEST_CRASH_AT_START=storage/1:78 "$RZKVCTL" start \
       "$T/config.yml" "$T/config-cluster.yml" 2>&1); rc=$?
 stop_config() { "$RZKVCTL" stop "$T/config.yml" >/dev/null 2>&1; }
