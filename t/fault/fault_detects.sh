@@ -6,6 +6,6 @@
 # 21220.. on 127.0.0.1 when not root.
 : "${RZKV_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
 export RZKV_SRCDIR
-exec bash "$RZKV_SRCDIR/t/fault/run.sh" --nodes 3 --duration 25 --net auto \
+exec bash "$RZKV_SRCDIR/t/fault/run.sh" --nodes 3 --duration 20 --net auto \
     --base-port 21220 --faults isolate,partition --consistency one \
     --expect-anomalies "$@"

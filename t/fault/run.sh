@@ -6,6 +6,7 @@
 #                  [--net auto|netns|proxy|none] [--faults LIST]
 #                  [--base-port P] [--summary FILE] [--keep DIR]
 #                  [--consistency one|quorum|all [--expect-anomalies]]
+#                  [--durability full|normal [--expect-lost]]
 #
 # The seed (random if not given) is always printed first as "# seed N";
 # the same seed gives the same fault schedule, so a failure can be
@@ -27,6 +28,9 @@
 #        kill-worker    kill -9 of one worker (the supervisor restarts it)
 #        crash-storage  kill -9 of every storage worker of a node under
 #                       write load (group commits in flight)
+#        power-loss     kill -9 of every node, then every write not yet
+#                       fsynced is undone (t/fault/powerloss.c, preloaded
+#                       into the nodes when built), then restart
 #        pause          SIGSTOP of a whole node for a few seconds
 #        partition      majority/minority split of the nodes
 #        isolate        one node cut from all others
@@ -69,6 +73,8 @@ summary=
 keep=
 consistency=quorum
 expect_anomalies=0
+durability=full
+expect_lost=0
 while [ $# -gt 0 ]; do
     case $1 in
     --seed) seed=$2; shift 2 ;;
@@ -81,7 +87,9 @@ while [ $# -gt 0 ]; do
     --keep) keep=$2; shift 2 ;;
     --consistency) consistency=$2; shift 2 ;;
     --expect-anomalies) expect_anomalies=1; shift ;;
-    *) echo "usage: run.sh [--seed N] [--nodes N] [--duration S] [--net auto|netns|proxy|none] [--faults a,b] [--base-port P] [--summary FILE] [--keep DIR] [--consistency LEVEL [--expect-anomalies]]" >&2
+    --durability) durability=$2; shift 2 ;;
+    --expect-lost) expect_lost=1; shift ;;
+    *) echo "usage: run.sh [--seed N] [--nodes N] [--duration S] [--net auto|netns|proxy|none] [--faults a,b] [--base-port P] [--summary FILE] [--keep DIR] [--consistency LEVEL [--expect-anomalies]] [--durability full|normal [--expect-lost]]" >&2
        exit 64 ;;
     esac
 done
@@ -89,8 +97,8 @@ done
 echo "# seed $seed"
 RANDOM=$seed
 # Ports: 127.0.0.1 modes use base..base+N-1 (metrics +1000, proxies
-# +100..); keep runs that may go in parallel apart with --base-port.
-[ -n "$base_port" ] || base_port=$(( 23000 + (seed % 50) * 20 ))
+# +2000..); keep runs that may go in parallel apart with --base-port.
+[ -n "$base_port" ] || base_port=$(( 24000 + (seed % 50) * 20 ))
 
 [ -x "$WORKLOAD" ] || skip_all "t/fault/workload not built ($WORKLOAD)"
 command -v "$PY" >/dev/null 2>&1 || skip_all "python3 not found"
@@ -144,7 +152,7 @@ node_addr() {
     if [ "$net" = netns ]; then echo "$(ip_of "$1"):$NODE_PORT"
     else echo "127.0.0.1:$((base_port + $1 - 1))"; fi
 }
-proxy_port() { echo $((base_port + 100 + ($1 - 1) * nodes + $2 - 1)); }
+proxy_port() { echo $((base_port + 2000 + ($1 - 1) * nodes + $2 - 1)); }
 
 # ---- configuration (netns and proxy modes) ------------------------------
 write_configs() {
@@ -166,7 +174,7 @@ node:
   run_dir: $T/c/run/$i
   storage_workers: 2
   coordinator_workers: 1
-  durability: full
+  durability: $durability
   log:
     file: $T/c/log/node-$i.log
     level: info
@@ -260,15 +268,25 @@ for w in d.get("workers",[]):
 print(" ".join(str(p) for p in out))' "${2:-}"
 }
 
+# Nodes run with the power-loss shim preloaded when it is built: it keeps
+# undo logs of unsynced writes so that a power-loss fault can drop them.
+POWERLOSS_SO=$RZKV_BUILDDIR/t/fault/.libs/libpowerloss.so
+POWERLOSS=$RZKV_BUILDDIR/t/fault/powerloss
+ENVARGS=()
+if [ -f "$POWERLOSS_SO" ] && [ -x "$POWERLOSS" ]; then
+    ENVARGS=(env LD_PRELOAD="$POWERLOSS_SO" RZKV_POWERLOSS_DIR="$T/c/data"
+             ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+fi
+
 start_nodes() {
     local i
     if [ "$net" = none ]; then
-        "$RZKVCTL" start --local "$nodes" --dir "$T/c" --base-port "$base_port" >/dev/null
+        "${ENVARGS[@]}" "$RZKVCTL" start --local "$nodes" --dir "$T/c" --base-port "$base_port" >/dev/null
         return
     fi
     for i in $(seq 1 "$nodes"); do
         if ! node_serving "$i"; then
-            in_ns "$i" "$RZKVCTL" start "$T/c/node-$i.yml" "$T/c/cluster-$i.yml" >/dev/null || return 1
+            in_ns "$i" "${ENVARGS[@]}" "$RZKVCTL" start "$T/c/node-$i.yml" "$T/c/cluster-$i.yml" >/dev/null || return 1
         fi
     done
 }
@@ -403,6 +421,17 @@ inject() {
         what="node $victim worker pid $p"
         kill -9 "$p" 2>/dev/null
         sleep "$hold" ;;
+    power-loss)
+        # Every node at once, as a power cut would: kill -9 everything,
+        # then drop every write not fsynced, then start again.
+        what="all nodes"
+        pids=
+        for p in $(seq 1 "$nodes"); do pids="$pids $(pids_of "$p")"; done
+        for p in $pids; do kill -9 "$p" 2>/dev/null; done
+        for p in $pids; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done
+        what="$what: $("$POWERLOSS" --revert "$T/c/data" | sed 's/^powerloss: //')"
+        sleep 1
+        start_nodes >/dev/null 2>&1 ;;
     crash-storage)
         what="node $victim storage workers"
         for p in $(pids_of "$victim" storage); do kill -9 "$p" 2>/dev/null; done
@@ -468,6 +497,7 @@ tap_cleanup_hook=cleanup
 # ---- the run ----------------------------------------------------------------
 plan 9
 all_faults="kill-node kill-worker crash-storage pause"
+[ -f "$POWERLOSS_SO" ] && [ -x "$POWERLOSS" ] && all_faults="$all_faults power-loss"
 [ "$net" != none ] && all_faults="$all_faults partition isolate bridge loss delay"
 [ -n "$faults" ] && all_faults=${faults//,/ }
 fault_list=($all_faults)
@@ -548,7 +578,9 @@ check_rc=$?
 sed 's/^/# /' "$T/check.out" | head -60
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], -1))' "$T/check.json" "$1" 2>/dev/null || echo -1; }
 anomalies=$(field anomalies); lost=$(field lost); resurrected=$(field resurrected)
-if [ "$expect_anomalies" = 1 ]; then
+if [ "$expect_lost" = 1 ]; then
+    tap_result 0 "linearizability anomalies: $anomalies (not judged: writes were lost on purpose)"
+elif [ "$expect_anomalies" = 1 ]; then
     # The suite's test of itself: with weak operations under partitions
     # the checker must find something.
     [ "$anomalies" -gt 0 ]
@@ -556,7 +588,13 @@ if [ "$expect_anomalies" = 1 ]; then
 else
     [ "$anomalies" = 0 ]; tap_result $? "linearizability anomalies: $anomalies"
 fi
-if [ "$expect_anomalies" = 1 ]; then
+if [ "$expect_lost" = 1 ]; then
+    # The power-loss fault's test of itself: without fsync before the
+    # acknowledgement, a power cut must lose acknowledged writes.
+    [ "$lost" -gt 0 ]
+    tap_result $? "acknowledged writes lost with durability $durability: $lost"
+    tap_result 0 "resurrected deletes: $resurrected (not judged)"
+elif [ "$expect_anomalies" = 1 ]; then
     tap_result 0 "acknowledged writes lost: $lost (not judged at $consistency)"
     tap_result 0 "resurrected deletes: $resurrected (not judged at $consistency)"
 else
