@@ -10,8 +10,8 @@
  *   -d  seconds to run (default 5)
  *   -b  operations per NodeBatch message (default 1)
  *   -s  value size in bytes (default 1024)
- *   -k  key space: keys bench-00000000.. (default 100000); reads pick
- *       random keys in it, so write them first
+ *   -k  key space: keys bench-00000000.. (default 100000); reads and
+ *       writes pick uniformly random keys in it (fill it first for reads)
  *   -m  write (ReplicaSet, each a new stamp) or read (ReplicaGet)
  *   -f  first write every key of the key space once (not measured)
  *   -w, -i  the node's storage worker count and this worker's instance:
@@ -69,7 +69,7 @@ static struct {
     uint64_t epoch;
     atomic_uint_fast64_t counter;
     uint64_t deadline;
-    atomic_long msgs, ops, errors, next_key;
+    atomic_long msgs, ops, errors;
     atomic_int running;
     pthread_mutex_t lock;
     pthread_cond_t done;
@@ -104,12 +104,10 @@ finish(struct requester *r)
     pthread_mutex_unlock(&b.lock);
 }
 
+/* Uniformly random keys, for writes as for reads: pages all over. */
 static long
 pick_key(struct requester *r)
 {
-    if (b.write)    /* writes walk the key space, so reads find keys */
-        return b.shard_keys[atomic_fetch_add(&b.next_key, 1) %
-                            b.nshard_keys];
     return b.shard_keys[rand_r(&r->seed) % b.nshard_keys];
 }
 
