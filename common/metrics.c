@@ -182,6 +182,26 @@ reset_gauges(struct metrics_file *f)
     }
 }
 
+/* mkdir -p, for a worker run by hand before anything made run_dir. */
+static int
+make_dirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -1;
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = saved;
+        if (saved == '\0')
+            return 0;
+    }
+}
+
 static int
 layout_ok(const struct metrics_file *f, uint32_t role, int instance)
 {
@@ -198,7 +218,7 @@ metrics_open(const char *run_dir, const char *role, int instance)
 
     snprintf(dir, sizeof(dir), "%s/%s", run_dir, METRICS_DIR);
     snprintf(path, sizeof(path), METRICS_PATH_FMT, run_dir, role, instance);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    if (make_dirs(dir) != 0) {
         log_warn("metrics: cannot create %s; serving without metrics", dir);
         return -1;
     }
