@@ -38,6 +38,30 @@
  *	Counters keep counting across worker restarts (the worker re-opens
  *	its slot's file); a new rzkvd starts them from zero, which Prometheus
  *	reads as the counter reset of a restart.
+ *
+ *	The metrics (labels in braces; counters end in _total):
+ *	  node     rzkv_build_info{version}, rzkv_node_uptime_seconds,
+ *	           rzkv_node_serving, rzkv_peer_connected{peer},
+ *	           rzkv_worker_up, rzkv_worker_restarts_total,
+ *	           rzkv_worker_backoff_seconds, rzkv_worker_uptime_seconds
+ *	           (all four {role,instance})
+ *	  coordinators, summed over coordinator workers:
+ *	           rzkv_requests_total{api,op,result},
+ *	           rzkv_coordinator_request_duration_seconds{api,op} (histogram),
+ *	           rzkv_quorum_failures_total{op}, rzkv_unknown_outcomes_total,
+ *	           rzkv_read_repairs_total, rzkv_batch_ops (histogram),
+ *	           rzkv_batch_messages_total{dest_kind=local|peer},
+ *	           rzkv_coordinator_inflight
+ *	  storage, per shard="N":
+ *	           rzkv_storage_op_duration_seconds{op} (histogram),
+ *	           rzkv_storage_group_commit_ops (histogram),
+ *	           rzkv_storage_commits_total, rzkv_storage_fsyncs_total,
+ *	           rzkv_storage_commit_failures_total, rzkv_storage_entries,
+ *	           rzkv_storage_bytes, rzkv_clock_epoch
+ *	  api: cluster, node, health, unknown; op: get, set, del, info, batch,
+ *	  list_keys, health, unknown; result: the rzkv.Status names.  Series
+ *	  of a result other than OK appear once they are non-zero.  There is
+ *	  no anti-entropy yet, so no rzkv_antientropy_* metrics.
  * SEE ALSO
  *	common/metrics.h, sup_control.c (status), etc/prometheus.yml
  */
