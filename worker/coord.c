@@ -33,6 +33,7 @@
 
 #include "coord.h"
 #include "batch.h"
+#include "ipcguard.h"
 #include "log.h"
 #include "metrics.h"
 #include "wire.h"
@@ -511,7 +512,7 @@ open_listener(void)
     if ((rv = nng_socket_set_size(coord.rep, NNG_OPT_RECVMAXSZ,
                                   coord.recvmax)) != 0)
         fatalx("%s: %s", NNG_OPT_RECVMAXSZ, nng_strerror(rv));
-    if ((rv = nng_listen(coord.rep, url, NULL, 0)) != 0)
+    if ((rv = ipcguard_listen(coord.rep, url)) != 0)
         fatalx("listen %s: %s", url, nng_strerror(rv));
     coord.srv = calloc(COORD_SLOTS, sizeof(*coord.srv));
     if (coord.srv == NULL)

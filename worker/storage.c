@@ -55,6 +55,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "conf.h"
+#include "ipcguard.h"
 #include "log.h"
 #include "metrics.h"
 #include "ring.h"
@@ -1017,7 +1018,7 @@ storage_listen(struct storage *sw, const struct node_conf *node)
             (rv = nng_aio_alloc(&c->aio, ctx_callback, c)) != 0)
             fatalx("nng context: %s", nng_strerror(rv));
     }
-    if ((rv = nng_listen(sw->sock, url, NULL, 0)) != 0)
+    if ((rv = ipcguard_listen(sw->sock, url)) != 0)
         fatalx("listen on %s: %s", url, nng_strerror(rv));
     for (int i = 0; i < STORAGE_CONTEXTS; i++)
         ctx_recv(&sw->ctxs[i]);
