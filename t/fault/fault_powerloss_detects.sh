@@ -6,5 +6,5 @@
 # the writes.  3 nodes; ports 21240.. on 127.0.0.1 when not root.
 : "${RZKV_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
 export RZKV_SRCDIR
-exec bash "$RZKV_SRCDIR/t/fault/run.sh" --nodes 3 --duration 15 --net auto \
+exec bash "$RZKV_SRCDIR/t/fault/run.sh" --nodes 3 --duration 12 --net auto \
     --base-port 21240 --faults power-loss --durability normal --expect-lost "$@"

@@ -573,6 +573,26 @@ repair_ms=$(( $(date +%s%N) / 1000000 - heal_ms ))
 tap_result $? "all $nkeys keys read back at QUORUM after healing"
 [ "$v_rc" = 0 ] || sed 's/^/#   /' "$T/verify.out" | tail -5
 
+sed 's/^/# read back at ALL: /' "$T/verify-all.out" | head -5
+converged() {
+    local i
+    for i in $(seq 1 "$nodes"); do
+        as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
+    done
+    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
+    [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
+    return 1
+}
+# Converged at the start of the first listing that agrees (the listing
+# itself takes a while on big runs and is not part of the figure).
+conv_ms=-1
+conv_deadline=$(( $(date +%s) + 60 ))
+while [ "$(date +%s)" -lt "$conv_deadline" ]; do
+    attempt_ms=$(( $(date +%s%N) / 1000000 ))
+    if converged; then conv_ms=$((attempt_ms - heal_ms)); break; fi
+    sleep 0.5
+done
+
 "$PY" "$FAULT_DIR/analyze.py" check "$HIST" --json "$T/check.json" >"$T/check.out" 2>&1
 check_rc=$?
 sed 's/^/# /' "$T/check.out" | head -60
@@ -602,25 +622,6 @@ else
     [ "$resurrected" = 0 ]; tap_result $? "resurrected deletes: $resurrected"
 fi
 
-sed 's/^/# read back at ALL: /' "$T/verify-all.out" | head -5
-converged() {
-    local i
-    for i in $(seq 1 "$nodes"); do
-        as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
-    done
-    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
-    [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
-    return 1
-}
-# Converged at the start of the first listing that agrees (the listing
-# itself takes a while on big runs and is not part of the figure).
-conv_ms=-1
-conv_deadline=$(( $(date +%s) + 60 ))
-while [ "$(date +%s)" -lt "$conv_deadline" ]; do
-    attempt_ms=$(( $(date +%s%N) / 1000000 ))
-    if converged; then conv_ms=$((attempt_ms - heal_ms)); break; fi
-    sleep 0.5
-done
 if [ "$conv_ms" -ge 0 ]; then
     [ -f "$T/converge-first.out" ] && sed 's/^/# not yet converged after the read-back: /' "$T/converge-first.out" | head -6
     tap_result 0 "replicas converged $((conv_ms / 1000)).$(( (conv_ms % 1000) / 100 ))s after heal (read-back passes took $((repair_ms / 1000)).$(( (repair_ms % 1000) / 100 ))s)"
