@@ -54,6 +54,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "batch.h"
 #include "conf.h"
 #include "ipcguard.h"
 #include "log.h"
@@ -74,6 +75,13 @@
 #define STORAGE_BAD_LOG_PER_S   10
 #define STORAGE_OUT_CACHE       64          /* ops whose results a context
                                              * keeps allocated for reuse */
+#define STORAGE_REPLY_SLACK     4096        /* Reply framing around results */
+#define STORAGE_RESULT_BOUND    256         /* a result's bytes beyond its
+                                             * key, value and writer */
+/* What coordinators say too (worker/coord.h FWD_RESEND_ALONE): the asking
+ * coordinator reads TOO_LARGE as "ask for this one again, alone". */
+#define STORAGE_RESEND_ALONE    "result too large for a batch reply; " \
+                                "resend alone"
 /*
  * Clocks and stamps at or above this (epoch or counter) are refused: real
  * ones grow by one per restart or write, and accepting one near 2^64 from
@@ -386,7 +394,9 @@ op_check(struct storage *sw, const Rzkv__NodeOp *op, struct op_out *o,
         key = &op->clock_set->key;
         break;
     default:
-        op_refuse(sw, o, i, RZKV__STATUS__UNSUPPORTED, "unknown operation");
+        /* No operation this build knows: as a coordinator answers a peer
+         * for it (coord_node.c), since peers' batches come here too. */
+        op_refuse(sw, o, i, RZKV__STATUS__INVALID, "operation without a key");
         return 0;
     }
     if ((why = key_problem(sw, key)) != NULL) {
@@ -453,6 +463,64 @@ batch_metrics(struct sctx *c)
                                 n[k]);
 }
 
+static int
+cmp_size_desc(const void *a, const void *b, void *arg)
+{
+    const size_t *size = arg;
+    size_t x = size[*(const size_t *)a], y = size[*(const size_t *)b];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Keep a batch reply under what a peer accepts (its front door's and its
+ * coordinator's limit: node.max_value_size + STORAGE_RECV_HEADROOM, as
+ * ours): peers' batches reach this worker straight from the front door
+ * (supervisor/sup_front.c), so this does what the coordinator does for
+ * the batches it forwards (coord_node.c fwd_fit).  The largest results
+ * give way to TOO_LARGE "resend alone", which the asking coordinator
+ * takes as "ask for it again in a message of its own"; one result always
+ * fits.  A cheap bound first: exact sizes only when it could be over.
+ */
+static void
+batch_fit(struct sctx *c)
+{
+    size_t limit = (size_t)c->sw->max_value + STORAGE_RECV_HEADROOM -
+                   STORAGE_REPLY_SLACK;
+    size_t bound = 0, body = 0, *size, *order;
+
+    if (c->nout < 2)
+        return;
+    for (size_t i = 0; i < c->nout; i++) {
+        const struct op_out *o = &c->out[i];
+        bound += o->entry.key.len + o->entry.value.len +
+                 o->stamp.writer.len + STORAGE_RESULT_BOUND;
+    }
+    if (bound <= limit)
+        return;
+    if ((size = malloc(2 * c->nout * sizeof(*size))) == NULL)
+        return;                 /* sent as it is: the peer times out */
+    order = size + c->nout;
+    for (size_t i = 0; i < c->nout; i++) {
+        size[i] = batch_record_len(BATCH_RESULTS,
+                                   rzkv__node_result__get_packed_size(
+                                       &c->out[i].res));
+        body += size[i];
+        order[i] = i;
+    }
+    if (body > limit)
+        qsort_r(order, c->nout, sizeof(*order), cmp_size_desc, size);
+    for (size_t k = 0; k < c->nout && body > limit; k++) {
+        struct op_out *o = &c->out[order[k]];
+        o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
+        o->res.status = RZKV__STATUS__TOO_LARGE;
+        o->res.message = STORAGE_RESEND_ALONE;
+        body -= size[order[k]];
+        body += batch_record_len(BATCH_RESULTS,
+                                 rzkv__node_result__get_packed_size(&o->res));
+    }
+    free(size);
+}
+
 /* Pack the batch's results (in op order) and send them. */
 static void
 batch_reply(struct sctx *c)
@@ -467,6 +535,7 @@ batch_reply(struct sctx *c)
     reply.body_case = RZKV__REPLY__BODY_NODE;
     reply.node = &body;
     batch_metrics(c);
+    batch_fit(c);
     reply_pack(c, &reply);
 }
 
