@@ -160,7 +160,10 @@ static const struct conf_key node_keys[] = {
       NULL, NULL },
     { "run_dir", CT_PATH, NODE_FIELD(run_dir), "", 0, 0, 0, CF_DERIVED,
       NULL, NULL },
-    { "storage_workers", CT_INT, NODE_FIELD(storage_workers), NULL, 2, 1, 64,
+    /* 1: SQLite has one writer anyway, one worker gathers twice the
+     * operations per group commit, and peers' batches go straight to it
+     * from the front door (sup_front.c), skipping the coordinator. */
+    { "storage_workers", CT_INT, NODE_FIELD(storage_workers), NULL, 1, 1, 64,
       0, NULL, NULL },
     { "coordinator_workers", CT_INT, NODE_FIELD(coordinator_workers), NULL,
       1, 1, 64, 0, NULL, NULL },

@@ -56,8 +56,9 @@
     "  run_dir: run/node-%1$s\n" \
     "\n" \
     "  # Storage worker processes (keys are spread over them by a hash of\n" \
-    "  # the key; fixed once data exists).  1..64.\n" \
-    "  storage_workers: 2\n" \
+    "  # the key; fixed once data exists).  1..64; with 1, peers' batches\n" \
+    "  # go straight to it from the front door.\n" \
+    "  storage_workers: 1\n" \
     "\n" \
     "  # Coordinator worker processes (routing, quorum reads and writes).\n" \
     "  coordinator_workers: 1\n" \

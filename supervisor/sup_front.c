@@ -17,6 +17,19 @@
  *	dialer reconnects within RECONNECT_MAX_MS; a request lost with it is
  *	resent by the client's REQ socket.
  *
+ *	A node with one storage worker (node.storage_workers: 1, the default)
+ *	also gets a second raw REQ socket dialing RUN_DIR/storage-0.ipc, and
+ *	a peer's NodeBatch goes straight there: the coordinator would only
+ *	pass it on to that worker, and skipping it saves two nng hops each
+ *	way on every remote replica operation.  The storage worker answers
+ *	what the coordinator answered (one result per operation, oversize
+ *	replies trimmed: worker/storage.c).  A NodeBatch is recognised by its
+ *	first byte without decoding it (is_node_batch).  While the storage
+ *	worker is not connected, or does not take a message within
+ *	STORE_SEND_MS, the batch goes to a coordinator as before, which
+ *	answers UNAVAILABLE for what it can't reach.  Nodes with several
+ *	storage workers keep the coordinator path: it splits a batch by key.
+ *
  *	This is what nng_device() does, written out with aios: nng 1.5.2's
  *	nng_device() holds references that make nng_close() deadlock against
  *	it (nanomsg/nng#1503), forwarders keep several messages in flight each
@@ -53,6 +66,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "batch.h"
 #include "log.h"
 #include "sup.h"
 #include "wire.h"
@@ -61,6 +75,7 @@
 #define RECONNECT_MAX_MS    200
 #define FRONT_MSG_SLACK     (1u << 20)  /* envelope beyond the value */
 #define FRONT_FORWARDERS    8           /* messages in flight each way */
+#define STORE_SEND_MS       100         /* then a batch takes the long way */
 
 struct sup_front;
 
@@ -70,15 +85,48 @@ struct forwarder {
     nng_aio *aio;
     nng_socket from, to;
     int sending;                /* the aio is a send, not a receive */
+    int to_store;               /* this send goes to the storage worker */
 };
 
 struct sup_front {
     nng_socket rep;             /* tcp, clients and peers */
     nng_socket req;             /* ipc, coordinators */
+    nng_socket store;           /* ipc, storage worker 0 (if direct) */
+    int direct;                 /* peer batches go straight to storage */
+    _Atomic int store_pipes;    /* connections to the storage worker */
     nng_listener listener;
     int listening;
-    struct forwarder fwd[2 * FRONT_FORWARDERS];
+    /* rep -> req/store, req -> rep, store -> rep */
+    struct forwarder fwd[3 * FRONT_FORWARDERS];
 };
+
+/*
+ * An Envelope whose first field is `NodeBatch node = 2`: protobuf writes
+ * a field's key as (field number << 3 | wire type), and a message field
+ * is wire type 2 (length-delimited), so the message starts with the byte
+ * 2 << 3 | 2 = 0x12 (generated code: rzkv.pb-c.c, Envelope's field
+ * descriptor "node", number 2, PROTOBUF_C_TYPE_MESSAGE).  An Envelope
+ * holds one field of its oneof, and every encoder writes it first (the
+ * peers' coordinators build it with batch_put_header).  Anything else,
+ * or an undecodable message, goes to a coordinator, which judges it.
+ */
+static int
+is_node_batch(nng_msg *m)
+{
+    return nng_msg_len(m) > 0 && *(const uint8_t *)nng_msg_body(m) ==
+           ((BATCH_ENVELOPE_NODE << 3) | PB_LEN);
+}
+
+static void
+store_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    struct sup_front *f = arg;
+    (void)p;
+    if (ev == NNG_PIPE_EV_ADD_POST)
+        f->store_pipes++;
+    else if (ev == NNG_PIPE_EV_REM_POST)
+        f->store_pipes--;
+}
 
 /* Split an nng tcp URL into host and port; -1 if it is not tcp. */
 static int
@@ -144,8 +192,18 @@ static void
 forward_cb(void *arg)
 {
     struct forwarder *fw = arg;
+
+    struct sup_front *f = fw->front;
     int rv = nng_aio_result(fw->aio);
 
+    if (fw->sending && fw->to_store && rv != 0 && rv != NNG_ECLOSED) {
+        /* The storage worker did not take it in time: the long way. */
+        fw->to_store = 0;
+        nng_aio_set_timeout(fw->aio, NNG_DURATION_INFINITE);
+        nng_aio_set_msg(fw->aio, nng_aio_get_msg(fw->aio));
+        nng_send_aio(fw->to, fw->aio);
+        return;
+    }
     if (fw->sending && rv != 0)
         nng_msg_free(nng_aio_get_msg(fw->aio));
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
@@ -154,29 +212,72 @@ forward_cb(void *arg)
         log_debug("front door: %s: %s", fw->sending ? "send" : "receive",
                   nng_strerror(rv));
     if (!fw->sending && rv == 0) {
-        nng_aio_set_msg(fw->aio, nng_aio_get_msg(fw->aio));
+        nng_msg *m = nng_aio_get_msg(fw->aio);
+        nng_aio_set_msg(fw->aio, m);
         fw->sending = 1;
-        nng_send_aio(fw->to, fw->aio);
+        if (f->direct && fw->from.id == f->rep.id && f->store_pipes > 0 &&
+            is_node_batch(m)) {
+            fw->to_store = 1;
+            nng_aio_set_timeout(fw->aio, STORE_SEND_MS);
+            nng_send_aio(f->store, fw->aio);
+        } else {
+            nng_send_aio(fw->to, fw->aio);
+        }
         return;
     }
     fw->sending = 0;
+    fw->to_store = 0;
+    nng_aio_set_timeout(fw->aio, NNG_DURATION_INFINITE);
     nng_recv_aio(fw->from, fw->aio);
 }
 
 static int
 forwarders_start(struct sup_front *f)
 {
-    for (int i = 0; i < 2 * FRONT_FORWARDERS; i++) {
+    int n = (f->direct ? 3 : 2) * FRONT_FORWARDERS;
+    for (int i = 0; i < n; i++) {
         struct forwarder *fw = &f->fwd[i];
+        int set = i / FRONT_FORWARDERS;
         fw->front = f;
-        fw->from = i < FRONT_FORWARDERS ? f->rep : f->req;
-        fw->to = i < FRONT_FORWARDERS ? f->req : f->rep;
+        fw->from = set == 0 ? f->rep : set == 1 ? f->req : f->store;
+        fw->to = set == 0 ? f->req : f->rep;
         int rv = nng_aio_alloc(&fw->aio, forward_cb, fw);
         if (rv != 0)
             return rv;
     }
-    for (int i = 0; i < 2 * FRONT_FORWARDERS; i++)
+    for (int i = 0; i < n; i++)
         nng_recv_aio(f->fwd[i].from, f->fwd[i].aio);
+    return 0;
+}
+
+/* The raw REQ socket to storage worker 0, for peers' batches. */
+static int
+store_socket(struct sup *s, struct sup_front *f, size_t maxsz, char *err,
+             size_t errlen)
+{
+    char url[4200];
+    int rv;
+
+    if ((rv = nng_req0_open_raw(&f->store)) != 0 ||
+        (rv = nng_socket_set_size(f->store, NNG_OPT_RECVMAXSZ, maxsz)) != 0 ||
+        (rv = nng_socket_set_ms(f->store, NNG_OPT_RECONNMINT,
+                                RECONNECT_MIN_MS)) != 0 ||
+        (rv = nng_socket_set_ms(f->store, NNG_OPT_RECONNMAXT,
+                                RECONNECT_MAX_MS)) != 0 ||
+        (rv = nng_pipe_notify(f->store, NNG_PIPE_EV_ADD_POST, store_pipe_cb,
+                              f)) != 0 ||
+        (rv = nng_pipe_notify(f->store, NNG_PIPE_EV_REM_POST, store_pipe_cb,
+                              f)) != 0) {
+        snprintf(err, errlen, "front door: storage socket: %s",
+                 nng_strerror(rv));
+        return -1;
+    }
+    snprintf(url, sizeof(url), RZKV_STORAGE_IPC_FMT, s->node->run_dir, 0);
+    if ((rv = nng_dial(f->store, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        snprintf(err, errlen, "front door: cannot dial %s: %s", url,
+                 nng_strerror(rv));
+        return -1;
+    }
     return 0;
 }
 
@@ -202,6 +303,8 @@ front_sockets(struct sup *s, struct sup_front *f, char *err, size_t errlen)
         snprintf(err, errlen, "front door options: %s", nng_strerror(rv));
         return -1;
     }
+    if (f->direct && (rv = store_socket(s, f, maxsz, err, errlen)) != 0)
+        return -1;
     for (int i = 0; i < s->node->coordinator_workers; i++) {
         snprintf(url, sizeof(url), RZKV_COORD_IPC_FMT, s->node->run_dir, i);
         /* NONBLOCK: keep retrying until the coordinator listens. */
@@ -237,6 +340,7 @@ sup_front_open(struct sup *s, char *err, size_t errlen)
         return -1;
     }
     s->front = f;
+    f->direct = s->node->storage_workers == 1;
     /* nng's threads inherit this mask: signals stay with the main thread,
      * where libevent waits for them. */
     sigfillset(&all);
@@ -250,8 +354,9 @@ sup_front_open(struct sup *s, char *err, size_t errlen)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0)
         log_info("front door listening on %s, forwarding to %d "
-                 "coordinator(s)", s->node->local_address,
-                 s->node->coordinator_workers);
+                 "coordinator(s)%s", s->node->local_address,
+                 s->node->coordinator_workers,
+                 f->direct ? ", peers' batches to the storage worker" : "");
     return rc;
 }
 

@@ -19,6 +19,9 @@
  *   cluster               a Cluster API request; "STATUS message"
  *   oversize BYTES        a NodeBatch Set whose value has BYTES bytes;
  *                         "STATUS message" or "no reply: ERROR"
+ *   mget KEY...           one batch of gets; per operation "I absent",
+ *                         "I STATUS message" or "I value=V" (V cut to 16
+ *                         bytes) and "len=N"
  *   badops                one batch of bad operations and a good one;
  *                         "STATUS message" per operation
  *   load N PREFIX [CONC]  write PREFIX0..PREFIX(N-1) with CONC requesters;
@@ -384,6 +387,48 @@ cmd_oversize(size_t size)
     return 0;
 }
 
+/* Many gets in one batch: what a peer coordinator sends. */
+static int
+cmd_mget(int argc, char **argv)
+{
+    if (argc < 1)
+        usage();
+    Rzkv__ReplicaGet *get = calloc((size_t)argc, sizeof(*get));
+    Rzkv__NodeOp *o = calloc((size_t)argc, sizeof(*o));
+    Rzkv__NodeOp **ops = calloc((size_t)argc, sizeof(*ops));
+    if (get == NULL || o == NULL || ops == NULL)
+        return 1;
+    for (int i = 0; i < argc; i++) {
+        get[i] = (Rzkv__ReplicaGet)RZKV__REPLICA_GET__INIT;
+        get[i].key = bytes_of(argv[i]);
+        o[i] = (Rzkv__NodeOp)RZKV__NODE_OP__INIT;
+        o[i].op_case = RZKV__NODE_OP__OP_GET;
+        o[i].get = &get[i];
+        ops[i] = &o[i];
+    }
+    Rzkv__Reply *r = batch(ops, (size_t)argc);
+    free(ops);
+    free(o);
+    free(get);
+    if (r == NULL)
+        return 1;
+    for (size_t i = 0; i < (size_t)argc; i++) {
+        const Rzkv__NodeResult *res = r->node->results[i];
+        if (res->status != RZKV__STATUS__OK)
+            printf("%zu %s %s\n", i, wire_status_str(res->status),
+                   res->message);
+        else if (res->entry == NULL)
+            printf("%zu absent\n", i);
+        else
+            printf("%zu value=%.*s len=%zu\n", i,
+                   (int)(res->entry->value.len < 16 ? res->entry->value.len
+                                                    : 16),
+                   res->entry->value.data, res->entry->value.len);
+    }
+    rzkv__reply__free_unpacked(r, NULL);
+    return 0;
+}
+
 /* Bad operations around one good one; each gets its own status. */
 static int
 cmd_badops(void)
@@ -626,6 +671,8 @@ main(int argc, char **argv)
         status = cmd_raw(argv[0]);
     else if (strcmp(cmd, "oversize") == 0 && argc == 1)
         status = cmd_oversize(strtoul(argv[0], NULL, 10));
+    else if (strcmp(cmd, "mget") == 0)
+        status = cmd_mget(argc, argv);
     else if (strcmp(cmd, "badops") == 0)
         status = cmd_badops();
     else if (strcmp(cmd, "load") == 0)

@@ -132,9 +132,11 @@ run ctl keys --limit 2 --start k2
 is "keys --limit 2 --start k2" "$(printf '%s\n' "$out" | tr '\n' ' ')" "k2 k3 "
 like "  says where to go on" "$err" "continue with --start k4"
 run ctl keys --json --limit 3
-is "keys --json" \
+# next_key: where the next page starts, the next live key (j) or a deleted
+# one before it (greeting), as the storage workers' pages fall.
+like "keys --json" \
     "$(printf '%s' "$out" | json "[k['key'] for k in d['keys']], d['next_key']")" \
-    "['blob', 'empty', 'filed'] j"
+    "^\\['blob', 'empty', 'filed'\\] (greeting|j)\$"
 
 # ---- usage errors --------------------------------------------------------
 run ctl get

@@ -58,7 +58,7 @@ victim=$(worker_pid 1 storage 0)
 ok "storage worker 0 of node 1 is running" test -n "$victim"
 kill -9 "$victim"
 sleep 1
-victim2=$(worker_pid 2 storage 1)
+victim2=$(worker_pid 2 storage 0)
 kill -9 "$victim2"
 wait $lp
 diag "$(cat "$T/load1.out")"

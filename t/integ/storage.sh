@@ -119,7 +119,7 @@ like "Cluster API request: UNSUPPORTED" "$($C cluster)" "^UNSUPPORTED "
 $C badops >"$T/badops"
 is "bad operations each get their own status" \
     "$(cut -d' ' -f1-2 "$T/badops" | tr '\n' ' ')" \
-    "0 INVALID 1 INVALID 2 INVALID 3 INVALID 4 INVALID 5 UNSUPPORTED 6 OK "
+    "0 INVALID 1 INVALID 2 INVALID 3 INVALID 4 INVALID 5 INVALID 6 OK "
 like "value over max_value_size: TOO_LARGE" "$($C oversize 5000)" \
     "^TOO_LARGE "
 like "message over RECVMAXSZ is dropped" \

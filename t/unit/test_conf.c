@@ -526,7 +526,7 @@ test_run_dir_too_long(void **state)
     char want[CONF_ERR_MAX];
     snprintf(want, sizeof(want), "n.yml:4:12: node.run_dir: expected a "
              "directory path of at most 93 bytes (a socket under it, like "
-             "\"/storage-2.ipc\", must fit in the 108-byte unix socket path), "
+             "\"/storage-1.ipc\", must fit in the 108-byte unix socket path), "
              "got \"%.64s...\" (120 bytes)", dir);
     node_err(text, want);
     /* The derived default is checked too, pointing at data_dir. */
@@ -572,7 +572,7 @@ test_minimal_node_defaults(void **state)
     assert_string_equal(nc->local_metrics_address, "");
     assert_string_equal(nc->data_dir, "/etc/rzkv/data/7");
     assert_string_equal(nc->run_dir, "/etc/rzkv/data/7/run");
-    assert_int_equal(nc->storage_workers, 2);
+    assert_int_equal(nc->storage_workers, 1);
     assert_int_equal(nc->coordinator_workers, 1);
     assert_int_equal(nc->durability, DURABILITY_FULL);
     assert_int_equal(nc->max_value_size, 16777216);
@@ -804,7 +804,7 @@ test_example_configs_load(void **state)
             assert_string_equal(nc->data_dir, want);
             snprintf(want, sizeof(want), "%s/run/node-%d", real, i);
             assert_string_equal(nc->run_dir, want);
-            assert_int_equal(nc->storage_workers, 2);
+            assert_int_equal(nc->storage_workers, 1);
             assert_int_equal(nc->durability, DURABILITY_FULL);
             conf_node_free(nc);
         }
