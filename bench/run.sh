@@ -142,10 +142,13 @@ print(json.dumps({"time": time.time(), "machine_busy": busy,
                   "procs": procs, "nodeinfo": info}))' "$info"
 }
 
-rss_sample() {      # node role pid rss_kb
+# node role pid rss_kb anon_kb file_kb: VmRSS counts SQLite's memory-mapped
+# database pages (RssFile, page cache) beside the process's own memory.
+rss_sample() {
     cluster_pids | while read -r pid role node; do
-        rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
-        echo "$node $role $pid ${rss:-0}"
+        awk -v n="$node" -v r="$role" -v p="$pid" '
+            /^VmRSS:/ { t = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
+            END { print n, r, p, t + 0, a + 0, f + 0 }' "/proc/$pid/status"
     done
 }
 
@@ -226,6 +229,7 @@ DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
     echo "warmup_s=$WARMUP"
     echo "repeats=$REPEATS"
     echo "keys=$KEYS"
+    echo "writes=$WRITES"
 } >"$OUT/machine.txt"
 
 # ---- the matrix ----------------------------------------------------------------
@@ -345,10 +349,14 @@ def read_rss(path):
         return None
     nodes = {}
     for l in open(path):
-        node, role, pid, kb = l.split()
-        n = nodes.setdefault(node, {"total_kb": 0, "processes": []})
+        node, role, pid, kb, anon, file = (l.split() + ["0", "0"])[:6]
+        n = nodes.setdefault(node, {"total_kb": 0, "anon_kb": 0, "file_kb": 0,
+                                    "processes": []})
         n["total_kb"] += int(kb)
-        n["processes"].append({"role": role, "pid": int(pid), "rss_kb": int(kb)})
+        n["anon_kb"] += int(anon)
+        n["file_kb"] += int(file)
+        n["processes"].append({"role": role, "pid": int(pid), "rss_kb": int(kb),
+                               "anon_kb": int(anon), "file_kb": int(file)})
     return nodes
 rss = {"after_matrix": read_rss(f"{out}/rss_after_matrix.txt"),
        "after_writes": read_rss(f"{out}/rss_after_writes.txt")}
@@ -436,10 +444,15 @@ if ratios:
                 + " |")
     md.append("")
 for label, key in (("after the matrix", "after_matrix"),
-                   (f"after the extra writes", "after_writes")):
+                   (f"after {int(m.get('writes', 0)):,} more writes of new "
+                    "1 KiB keys", "after_writes")):
     if rss[key]:
-        md.append(f"RSS per node {label} (rzkvd and its workers, VmRSS): " +
-                  ", ".join(f"node {n} {v['total_kb'] / 1024:.1f} MiB"
+        md.append(f"RSS per node {label} (rzkvd and its workers, VmRSS = "
+                  "anonymous + file-backed, the latter mostly SQLite's "
+                  "memory-mapped database): " +
+                  ", ".join(f"node {n} {v['total_kb'] / 1024:.0f} MiB "
+                            f"({v['anon_kb'] / 1024:.0f} + "
+                            f"{v['file_kb'] / 1024:.0f})"
                             for n, v in sorted(rss[key].items())) + "\n")
 md.append("Commands (`$DIR` is the fresh cluster directory):\n")
 md.append("```")
