@@ -499,7 +499,10 @@ main(int argc, char **argv)
         sh.end_ns = now_ns() + (uint64_t)(set.duration * 1e9);
     total = set.verify ? set.verify_threads
         : set.threads[0] + set.threads[1] + set.threads[2];
-    threads = calloc((size_t)total + 1, sizeof(*threads));
+    if ((threads = calloc((size_t)total + 1, sizeof(*threads))) == NULL) {
+        perror("workload");
+        return 1;
+    }
     for (int w = 0; w < 4; w++) {
         int count_w = set.verify ? (w == W_VERIFY ? set.verify_threads : 0)
             : (w == W_VERIFY ? 0 : set.threads[w]);
