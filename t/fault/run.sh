@@ -495,7 +495,7 @@ cleanup() {
 tap_cleanup_hook=cleanup
 
 # ---- the run ----------------------------------------------------------------
-plan 9
+plan 10
 all_faults="kill-node kill-worker crash-storage pause"
 [ -f "$POWERLOSS_SO" ] && [ -x "$POWERLOSS" ] && all_faults="$all_faults power-loss"
 [ "$net" != none ] && all_faults="$all_faults partition isolate bridge loss delay"
@@ -628,6 +628,19 @@ if [ "$conv_ms" -ge 0 ]; then
 else
     tap_result 1 "replicas did not converge within 60 s of the read-back"
     sed 's/^/#   /' "$T/converge.out"
+fi
+
+# Under --enable-sanitizers the nodes log what ASan and UBSan find: a
+# memory error or undefined behaviour in any node fails the run (leaks are
+# only reported: a node killed -9 cannot report them anyway).
+san_errors=$(cat "$T"/c/log/*.log 2>/dev/null | grep -cE 'ERROR: AddressSanitizer|runtime error:')
+san_leaks=$(cat "$T"/c/log/*.log 2>/dev/null | grep -c 'ERROR: LeakSanitizer')
+[ "$san_errors" = 0 ]
+tap_result $? "no sanitizer errors in the node logs ($san_errors; leak reports: $san_leaks)"
+if [ "$san_errors" != 0 ] || [ "$san_leaks" != 0 ]; then
+    grep -hE -A12 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T"/c/log/*.log |
+        grep -E 'ERROR|runtime error|#[0-9]+ 0x.* in ' | grep -v '_interceptor_\|libc_start' |
+        sed 's/^/#   /' | head -40
 fi
 
 # ---- figures ----------------------------------------------------------------------

@@ -524,6 +524,10 @@ main(int argc, char **argv)
         rzkv_close(threads[i].client);
     }
     fclose(sh.out);
+    free(threads);
+    for (size_t i = 0; i < sh.nvkeys; i++)
+        free(sh.vkeys[i]);
+    free(sh.vkeys);
     print_summary(&sh);
     if (set.verify && atomic_load(&sh.unreadable) > 0) {
         printf("workload: %ld keys could not be read\n",
