@@ -493,6 +493,8 @@ cleanup() {
     fi
 }
 tap_cleanup_hook=cleanup
+# A run stopped by a signal still removes its namespaces and processes.
+trap 'exit 143' TERM INT HUP
 
 # ---- the run ----------------------------------------------------------------
 plan 10
