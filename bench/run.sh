@@ -29,7 +29,7 @@ KEYS=${KEYS:-100000}
 OUT=${OUT:-$SRC/bench/out}
 BASE_PORT=${BASE_PORT:-18800}
 WRITES=${WRITES:-0}
-WORKLOADS=${WORKLOADS:-"health set1k set10k get1k mix"}
+WORKLOADS=${WORKLOADS-"health set1k set10k get1k mix"}  # set and empty: none
 
 usage() { sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
