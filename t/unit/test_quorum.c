@@ -278,6 +278,8 @@ test_read_impossible(void **state)
     assert_int_equal(quorum_read_state(&q), QUORUM_IMPOSSIBLE);
     assert_int_equal(quorum_failure_status(&q, 0), UNAVAILABLE);
 
+    quorum_free(&q);
+
     /* Decided, but the repair of the only other answer failed. */
     struct stamp old = mk(1, 0, "x", 1);
     quorum_init(&q, 3, 2);
