@@ -167,6 +167,7 @@ int sup_main(const struct sup_options *opts);
 /* sup_setup.c: what happens once, before the event loop */
 int sup_check_config(const struct sup_options *opts);
 void sup_load_config(struct sup *s);
+void sup_free_config(struct sup *s);
 void sup_lock_data_dir(struct sup *s);
 void sup_prepare_run_dir(struct sup *s);
 int sup_write_active_cluster(struct sup *s, const char *text, size_t len);

@@ -48,6 +48,7 @@ sup_main(const struct sup_options *opts)
     if (sup_front_probe(s->node, err, sizeof(err)) != 0 ||
         sup_metrics_probe(s->node, err, sizeof(err)) != 0) {
         fprintf(stderr, "rzkvd: %s\n", err);
+        sup_free_config(s);
         return RZKV_EXIT_FATAL;
     }
     sup_open_log(s);
@@ -80,9 +81,6 @@ sup_main(const struct sup_options *opts)
     sup_cleanup_files(s);
     event_base_free(s->base);
     log_info("node %s stopped", s->node->id);
-    conf_node_free(s->node);
-    conf_cluster_free(s->cluster);
-    free(s->node_text);
-    free(s->cluster_text);
+    sup_free_config(s);
     return s->exit_status;
 }

@@ -93,6 +93,18 @@ die(int status, const char *fmt, ...)
  * (the active copy) is byte for byte what was validated.
  */
 void
+sup_free_config(struct sup *s)
+{
+    conf_node_free(s->node);
+    conf_cluster_free(s->cluster);
+    free(s->node_text);
+    free(s->cluster_text);
+    s->node = NULL;
+    s->cluster = NULL;
+    s->node_text = s->cluster_text = NULL;
+}
+
+void
 sup_load_config(struct sup *s)
 {
     const struct sup_options *opts = s->opts;
