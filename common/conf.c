@@ -755,6 +755,10 @@ conf_parse_address(const char *addr, char *host, size_t hostlen, int *port)
             return -1;      /* a bare IPv6 address needs brackets */
         }
     }
+    /* A DNS name is at most 253 bytes; refusing longer hosts here means a
+     * 256-byte buffer, as every caller has, always holds an accepted one. */
+    if (hlen > CONF_MAX_HOST)
+        return -1;
     int p = parse_port(colon + 1);
     if (p < 0)
         return -1;

@@ -89,9 +89,11 @@ int conf_node_in_cluster(const struct node_conf *n,
                          const struct cluster_conf *c, char *err,
                          size_t errlen);
 
+#define CONF_MAX_HOST 255        /* bytes of a host name or address */
+
 /*
  * Split "host:port" (or "[v6]:port", or ":port" meaning 127.0.0.1) into
- * host and port; 0 if valid, -1 if not.
+ * host (at most CONF_MAX_HOST bytes) and port; 0 if valid, -1 if not.
  */
 int conf_parse_address(const char *addr, char *host, size_t hostlen,
                        int *port);

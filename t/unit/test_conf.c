@@ -688,6 +688,16 @@ test_parse_address(void **state)
             fail_msg("accepted \"%s\"", bad[i]);
     /* A host that does not fit the caller's buffer is refused. */
     assert_int_equal(conf_parse_address("abcdefgh:1", host, 8, &port), -1);
+    /* Hosts are at most CONF_MAX_HOST bytes whatever the buffer, so an
+     * address the loader accepted always fits a 256-byte buffer later
+     * (found by fuzz_conf_cluster). */
+    char addr[CONF_MAX_HOST + 16];
+    memset(addr, 'h', CONF_MAX_HOST);
+    snprintf(addr + CONF_MAX_HOST, 16, ":80");
+    assert_int_equal(conf_parse_address(addr, NULL, 0, &port), 0);
+    memset(addr, 'h', CONF_MAX_HOST + 1);
+    snprintf(addr + CONF_MAX_HOST + 1, 15, ":80");
+    assert_int_equal(conf_parse_address(addr, NULL, 0, &port), -1);
     (void)state;
 }
 
