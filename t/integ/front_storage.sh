@@ -123,7 +123,16 @@ for n in json.load(sys.stdin)['nodes']:
             if w['role'] == 'storage' and w['instance'] == 0: print(w['pid'])")
 ok "node 1's storage worker is running" test -n "$st"
 kill -9 "$st"
+# A batch the front door handed to the worker in the instant before it
+# died is lost with it (raw REQ/REP does not resend; the asking coordinator
+# counts it as that replica's timeout).  So one batch may go unanswered if
+# it races the kill; the next one must be answered, by the coordinator or
+# by the restarted worker.
 "$CLIENT" -t 3000 tcp://$A1 mget k1 k3 >"$T/down"; rc=$?
+if [ $rc != 0 ]; then
+    diag "first batch raced the kill: $(tr '\n' ' ' <"$T/down")"
+    "$CLIENT" -t 3000 tcp://$A1 mget k1 k3 >"$T/down"; rc=$?
+fi
 diag "$(tr '\n' ' ' <"$T/down")"
 is "a batch at node 1 while its storage worker restarts: answered" "$rc" 0
 like "  with the values or UNAVAILABLE" "$(head -1 "$T/down")" \
