@@ -19,6 +19,10 @@
  *   rzkv_get(c, "k", 1, NULL, &value, &len, NULL, &err);
  *   rzkv_free(value);
  *   rzkv_close(c);
+ *
+ * The _async calls return at once and report through a callback, so that
+ * one thread can keep many requests in flight; the synchronous calls are
+ * the same requests, waited for.
  */
 #ifndef RZKV_H
 #define RZKV_H
@@ -99,6 +103,7 @@ typedef struct rzkv_client rzkv_client;
  */
 rzkv_client *rzkv_connect(const char *const *addrs, size_t naddrs,
                           const rzkv_options *opts, rzkv_error *err);
+/* Cancel whatever is still in flight (see rzkv_wait) and free c. */
 void rzkv_close(rzkv_client *c);
 
 /*
@@ -171,6 +176,60 @@ rzkv_status rzkv_health(rzkv_client *c, const rzkv_req *req,
                         rzkv_error *err);
 
 void rzkv_free(void *p);
+
+/*
+ * Asynchronous requests.  Each _async call checks its arguments, sends the
+ * request on its way and returns: RZKV_OK means cb will be called exactly
+ * once with the outcome; any other status (with err filled in) means the
+ * request was refused and cb will not be called.  The outcome is the one the
+ * synchronous call would return: the same failover, timeouts, statuses and
+ * messages.
+ *
+ * cb runs on a thread of the library's, possibly before the _async call
+ * has returned, never inside it.  It must not block: it may submit more
+ * _async requests, but must not make synchronous calls or call rzkv_wait
+ * or rzkv_close (the synchronous calls and rzkv_wait return RZKV_INVALID
+ * there).  Everything res points to, value included, is valid only until
+ * cb returns.
+ */
+typedef struct rzkv_result {
+    rzkv_status status;
+    const char *message;        /* the server's or the library's, never NULL */
+    const char *address;        /* the address that answered, or "" */
+    const void *value;          /* rzkv_get_async, RZKV_OK: the value (not
+                                 * NUL-terminated); otherwise NULL */
+    size_t value_len;
+    const rzkv_stamp *stamp;    /* get, set, del, RZKV_OK: the version read
+                                 * or written; otherwise NULL */
+} rzkv_result;
+
+typedef void (*rzkv_callback)(void *arg, const rzkv_result *res);
+
+rzkv_status rzkv_get_async(rzkv_client *c, const void *key, size_t key_len,
+                           const rzkv_req *req, rzkv_callback cb, void *arg,
+                           rzkv_error *err);
+rzkv_status rzkv_set_async(rzkv_client *c, const void *key, size_t key_len,
+                           const void *value, size_t value_len,
+                           const rzkv_req *req, rzkv_callback cb, void *arg,
+                           rzkv_error *err);
+rzkv_status rzkv_del_async(rzkv_client *c, const void *key, size_t key_len,
+                           const rzkv_req *req, rzkv_callback cb, void *arg,
+                           rzkv_error *err);
+rzkv_status rzkv_health_async(rzkv_client *c, const rzkv_req *req,
+                              rzkv_callback cb, void *arg, rzkv_error *err);
+
+/*
+ * Wait until no request is in flight on c: every _async callback has
+ * returned, including those of requests submitted by callbacks meanwhile
+ * (so stop submitting first), and every synchronous call of other threads
+ * has returned.  RZKV_INVALID if called from a callback or with c NULL.
+ *
+ * rzkv_close does not wait: it cancels what is still in flight.  Each
+ * cancelled request's callback is called before rzkv_close returns, with
+ * RZKV_UNKNOWN for a write already sent and RZKV_ERROR otherwise; none is
+ * called after.
+ */
+rzkv_status rzkv_wait(rzkv_client *c);
 
 /* "OK", "NOT_FOUND", "UNAVAILABLE", "UNKNOWN", "INVALID", "ERROR". */
 const char *rzkv_status_str(rzkv_status status);
