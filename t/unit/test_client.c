@@ -6,7 +6,9 @@
  * status, times out (UNKNOWN for a write, never resent; the next node for
  * a read), fails over from refused addresses and UNAVAILABLE or STOPPING
  * answers, keeps binary keys and values intact, and which address forms it
- * accepts.  It says nothing about the cluster itself.
+ * accepts; and the same for the _async calls, plus callbacks that submit
+ * more requests, many requests in flight from one thread, and rzkv_close
+ * cancelling requests in flight.  It says nothing about the cluster itself.
  */
 #include "config.h"
 
@@ -51,6 +53,7 @@ struct fake {
     nng_socket sock;
     pthread_t thread;
     pthread_mutex_t lock;
+    pthread_mutex_t gate;           /* held: requests wait before answers */
     enum fake_mode mode;
     Rzkv__Reply reply;              /* what FAKE_ANSWER sends */
     int requests;
@@ -91,6 +94,8 @@ fake_run(void *arg)
 
     while (nng_recvmsg(f->sock, &msg, 0) == 0) {
         Rzkv__Envelope *env = wire_unpack_envelope(msg);
+        pthread_mutex_lock(&f->gate);
+        pthread_mutex_unlock(&f->gate);
         pthread_mutex_lock(&f->lock);
         enum fake_mode mode = f->mode;
         f->requests++;
@@ -131,6 +136,7 @@ fake_start(enum fake_mode mode)
     assert_non_null(f);
     snprintf(f->url, sizeof(f->url), "ipc://%s/node%d", scratch, ++fake_seq);
     pthread_mutex_init(&f->lock, NULL);
+    pthread_mutex_init(&f->gate, NULL);
     f->mode = mode;
     f->reply = init;
     fake_listen(f);
@@ -152,6 +158,7 @@ fake_stop(struct fake *f)
     if (f->last != NULL)
         rzkv__envelope__free_unpacked(f->last, NULL);
     pthread_mutex_destroy(&f->lock);
+    pthread_mutex_destroy(&f->gate);
     unlink(f->url + strlen("ipc://"));
     free(f);
 }
@@ -817,6 +824,634 @@ test_address_forms(void **state)
     assert_int_equal(rzkv_consistency_parse("two", &lvl), -1);
 }
 
+/* ---- asynchronous calls ------------------------------------------------- */
+
+/* What the callbacks of one test saw. */
+struct seen {
+    pthread_mutex_t lock;
+    int calls;
+    int by_caller;                  /* callbacks on the submitting thread */
+    pthread_t caller;
+    rzkv_status status;             /* the last callback's */
+    char message[RZKV_MESSAGE_MAX];
+    char address[RZKV_ADDRESS_MAX];
+    bool has_value, has_stamp;
+    char value[64];
+    size_t value_len;
+    rzkv_stamp stamp;
+    int counts[RZKV_ERROR + 1];     /* by status */
+    char failure[RZKV_MESSAGE_MAX]; /* the first that was not OK */
+};
+
+static void
+seen_init(struct seen *s)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    s->caller = pthread_self();
+}
+
+static void
+on_result(void *arg, const rzkv_result *res)
+{
+    struct seen *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    s->calls++;
+    if (pthread_equal(pthread_self(), s->caller))
+        s->by_caller++;
+    s->status = res->status;
+    s->counts[res->status]++;
+    snprintf(s->message, sizeof(s->message), "%s", res->message);
+    snprintf(s->address, sizeof(s->address), "%s", res->address);
+    s->has_value = res->value != NULL;
+    s->value_len = res->value_len;
+    if (res->value != NULL && res->value_len <= sizeof(s->value))
+        memcpy(s->value, res->value, res->value_len);
+    s->has_stamp = res->stamp != NULL;
+    if (res->stamp != NULL)
+        s->stamp = *res->stamp;
+    if (res->status != RZKV_OK && s->failure[0] == '\0')
+        snprintf(s->failure, sizeof(s->failure), "%s: %s",
+                 rzkv_status_str(res->status), res->message);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int
+seen_calls(struct seen *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->calls;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void
+test_async_round_trips(void **state)
+{
+    (void)state;
+    static uint8_t value[] = { 'v', '\0', 'w' };
+    struct fake *f = fake_start(FAKE_ANSWER);
+    Rzkv__ClusterReply body = RZKV__CLUSTER_REPLY__INIT;
+    Rzkv__Stamp stamp = RZKV__STAMP__INIT;
+    const char *addrs[] = { f->url };
+    rzkv_client *c = connect_to(addrs, 1, 600);
+    rzkv_req one = { RZKV_ONE, 0 };
+    struct seen s;
+    rzkv_error err;
+
+    stamp.epoch = 5;
+    stamp.counter = 6;
+    stamp.writer.data = (uint8_t *)"n2/c1";
+    stamp.writer.len = 5;
+    body.value.data = value;
+    body.value.len = sizeof(value);
+    body.stamp = &stamp;
+    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
+    f->reply.cluster = &body;
+
+    seen_init(&s);
+    assert_int_equal(rzkv_get_async(c, "k\0y", 3, &one, on_result, &s,
+                                    &err), RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.by_caller, 0);       /* on a library thread */
+    assert_int_equal(s.status, RZKV_OK);
+    assert_string_equal(s.address, f->url);
+    assert_true(s.has_value);
+    assert_int_equal(s.value_len, sizeof(value));
+    assert_memory_equal(s.value, value, sizeof(value));
+    assert_true(s.has_stamp);
+    assert_int_equal(s.stamp.epoch, 5);
+    assert_int_equal(s.stamp.counter, 6);
+    assert_string_equal(s.stamp.writer, "n2/c1");
+    Rzkv__ClusterRequest *cr = f->last->cluster;
+    assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_GET);
+    assert_int_equal(cr->consistency, RZKV__CONSISTENCY__ONE);
+    assert_int_equal(cr->timeout_ms, 600);
+    assert_int_equal(cr->get->key.len, 3);
+    assert_memory_equal(cr->get->key.data, "k\0y", 3);
+
+    stamp.counter = 7;
+    assert_int_equal(rzkv_set_async(c, "k", 1, "\0v", 2, NULL, on_result, &s,
+                                    &err), RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.status, RZKV_OK);
+    assert_false(s.has_value);
+    assert_true(s.has_stamp);
+    assert_int_equal(s.stamp.counter, 7);
+    cr = f->last->cluster;
+    assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_SET);
+    assert_int_equal(cr->consistency, RZKV__CONSISTENCY__QUORUM);
+    assert_memory_equal(cr->set->value.data, "\0v", 2);
+
+    assert_int_equal(rzkv_del_async(c, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_OK);
+    assert_int_equal(f->last->cluster->op_case,
+                     RZKV__CLUSTER_REQUEST__OP_DEL);
+
+    assert_int_equal(rzkv_health_async(c, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_OK);
+    assert_false(s.has_stamp);
+    assert_int_equal(f->last->msg_case, RZKV__ENVELOPE__MSG_HEALTH);
+
+    /* the other statuses, with the node's own words */
+    fake_set_reply(f, RZKV__STATUS__NOT_FOUND, "no such key");
+    assert_int_equal(rzkv_get_async(c, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_NOT_FOUND);
+    assert_string_equal(s.message, "no such key");
+    assert_false(s.has_value);
+    assert_false(s.has_stamp);
+    fake_set_reply(f, RZKV__STATUS__UNKNOWN, "1 of 2 acks");
+    assert_int_equal(rzkv_set_async(c, "k", 1, "v", 1, NULL, on_result, &s,
+                                    &err), RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_UNKNOWN);
+    assert_string_equal(s.message, "1 of 2 acks");
+    fake_set_reply(f, RZKV__STATUS__UNAVAILABLE, "2 of 3 replicas down");
+    assert_int_equal(rzkv_health_async(c, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_UNAVAILABLE);
+    assert_non_null(strstr(s.message, "2 of 3 replicas down"));
+    /* OK without a body is no answer to a read */
+    fake_set_reply(f, RZKV__STATUS__OK, NULL);
+    f->reply.body_case = RZKV__REPLY__BODY__NOT_SET;
+    assert_int_equal(rzkv_get_async(c, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_ERROR);
+    assert_false(s.has_value);
+
+    assert_int_equal(s.calls, 8);
+    assert_int_equal(s.by_caller, 0);
+    assert_int_equal(fake_requests(f), 8);
+    rzkv_close(c);
+    fake_stop(f);
+}
+
+static void
+test_async_bad_arguments(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(FAKE_ECHO);
+    const char *addrs[] = { f->url };
+    rzkv_client *c = connect_to(addrs, 1, 0);
+    rzkv_req bad = { (rzkv_consistency)9, 0 };
+    struct seen s;
+    rzkv_error err;
+
+    seen_init(&s);
+    assert_int_equal(rzkv_get_async(c, "k", 1, NULL, NULL, &s, &err),
+                     RZKV_INVALID);
+    assert_int_equal(rzkv_get_async(NULL, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_INVALID);
+    assert_int_equal(rzkv_get_async(c, "", 0, NULL, on_result, &s, &err),
+                     RZKV_INVALID);
+    assert_non_null(strstr(err.message, "empty key"));
+    assert_int_equal(rzkv_set_async(c, "k", 1, NULL, 2, NULL, on_result, &s,
+                                    &err), RZKV_INVALID);
+    assert_int_equal(rzkv_del_async(c, NULL, 0, NULL, on_result, &s, NULL),
+                     RZKV_INVALID);
+    assert_int_equal(rzkv_health_async(c, &bad, on_result, &s, &err),
+                     RZKV_INVALID);
+    assert_non_null(strstr(err.message, "bad consistency"));
+    assert_int_equal(rzkv_wait(NULL), RZKV_INVALID);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.calls, 0);           /* refused: no callback */
+    assert_int_equal(fake_requests(f), 0);
+    rzkv_close(c);
+    fake_stop(f);
+}
+
+/* ---- a callback that submits the next request ------------------------------ */
+
+#define CHAIN_LENGTH 1000
+
+struct chain {
+    rzkv_client *c;
+    pthread_t caller;
+    pthread_mutex_t lock;           /* one request in flight, but callbacks
+                                     * run on different threads */
+    int done;
+    int ok, mismatches, by_caller;
+    rzkv_status refused_sync, refused_wait, refused_next;
+    char key[32];
+    size_t key_len;
+};
+
+static void chain_next(void *arg, const rzkv_result *res);
+
+static rzkv_status
+chain_submit(struct chain *ch)
+{
+    ch->key_len = (size_t)snprintf(ch->key, sizeof(ch->key), "chain-%d",
+                                   ch->done);
+    return rzkv_get_async(ch->c, ch->key, ch->key_len, NULL, chain_next, ch,
+                          NULL);
+}
+
+static void
+chain_next(void *arg, const rzkv_result *res)
+{
+    struct chain *ch = arg;
+
+    pthread_mutex_lock(&ch->lock);
+    if (pthread_equal(pthread_self(), ch->caller))
+        ch->by_caller++;
+    if (res->status == RZKV_OK) {
+        ch->ok++;
+        if (res->value_len != ch->key_len ||
+            memcmp(res->value, ch->key, ch->key_len) != 0)
+            ch->mismatches++;
+    }
+    if (ch->done == 0) {
+        /* Calls that would wait for the library's own threads. */
+        rzkv_error err;
+        ch->refused_sync = rzkv_health(ch->c, NULL, &err);
+        ch->refused_wait = rzkv_wait(ch->c);
+    }
+    if (++ch->done < CHAIN_LENGTH)
+        ch->refused_next = chain_submit(ch);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void
+test_async_chain(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(FAKE_ECHO);
+    const char *addrs[] = { f->url };
+    struct chain ch = { 0 };
+
+    ch.c = connect_to(addrs, 1, 0);
+    ch.caller = pthread_self();
+    pthread_mutex_init(&ch.lock, NULL);
+    pthread_mutex_lock(&ch.lock);
+    assert_int_equal(chain_submit(&ch), RZKV_OK);
+    pthread_mutex_unlock(&ch.lock);
+    assert_int_equal(rzkv_wait(ch.c), RZKV_OK);
+    assert_int_equal(ch.done, CHAIN_LENGTH);
+    assert_int_equal(ch.ok, CHAIN_LENGTH);
+    assert_int_equal(ch.mismatches, 0);
+    assert_int_equal(ch.by_caller, 0);
+    assert_int_equal(ch.refused_next, RZKV_OK);
+    assert_int_equal(ch.refused_sync, RZKV_INVALID);
+    assert_int_equal(ch.refused_wait, RZKV_INVALID);
+    assert_int_equal(fake_requests(f), CHAIN_LENGTH);
+    pthread_mutex_destroy(&ch.lock);
+    rzkv_close(ch.c);
+    fake_stop(f);
+}
+
+/* ---- many in flight from one thread ---------------------------------------- */
+
+/*
+ * A node with GATHER_MAX REP contexts that answers nothing until it holds
+ * `want` requests at once (or 5 s have passed), then echoes them all,
+ * last first.  All are answered only if the client had them all in flight.
+ */
+#define GATHER_MAX 64
+
+struct gather {
+    char url[256];
+    nng_socket sock;
+    pthread_t thread;
+    int want;
+    int held;                       /* requests held at once */
+};
+
+static void *
+gather_run(void *arg)
+{
+    struct gather *g = arg;
+    nng_ctx ctx[GATHER_MAX];
+    nng_aio *aio[GATHER_MAX];
+
+    for (int i = 0; i < g->want; i++) {
+        nng_ctx_open(&ctx[i], g->sock);
+        nng_aio_alloc(&aio[i], NULL, NULL);
+        nng_aio_set_timeout(aio[i], 5000);
+        nng_ctx_recv(ctx[i], aio[i]);
+    }
+    for (int i = 0; i < g->want; i++) {
+        nng_aio_wait(aio[i]);
+        if (nng_aio_result(aio[i]) == 0)
+            g->held++;
+    }
+    for (int i = g->want - 1; i >= 0; i--) {
+        if (nng_aio_result(aio[i]) == 0) {
+            nng_msg *msg = nng_aio_get_msg(aio[i]);
+            Rzkv__Envelope *env = wire_unpack_envelope(msg);
+            fake_answer(NULL, msg, env, FAKE_ECHO);
+            if (env != NULL)
+                rzkv__envelope__free_unpacked(env, NULL);
+            nng_aio_set_msg(aio[i], msg);
+            nng_ctx_send(ctx[i], aio[i]);
+            nng_aio_wait(aio[i]);
+            if (nng_aio_result(aio[i]) != 0)
+                nng_msg_free(msg);
+        }
+        nng_aio_free(aio[i]);
+        nng_ctx_close(ctx[i]);
+    }
+    return NULL;
+}
+
+/* Each callback checks that its own key came back. */
+struct key_check {
+    struct seen *s;
+    char key[16];
+    size_t len;
+    int *bad;
+};
+
+static void
+check_key(void *arg, const rzkv_result *res)
+{
+    struct key_check *k = arg;
+
+    on_result(k->s, res);
+    pthread_mutex_lock(&k->s->lock);
+    if (res->status == RZKV_OK &&
+        (res->value_len != k->len || memcmp(res->value, k->key, k->len) != 0))
+        (*k->bad)++;
+    pthread_mutex_unlock(&k->s->lock);
+}
+
+static void
+test_async_many_in_flight(void **state)
+{
+    (void)state;
+    struct gather g = { .want = GATHER_MAX };
+    struct key_check checks[GATHER_MAX];
+    struct seen s;
+    rzkv_error err;
+    int mismatches = 0;
+
+    snprintf(g.url, sizeof(g.url), "ipc://%s/gather", scratch);
+    assert_int_equal(nng_rep0_open(&g.sock), 0);
+    assert_int_equal(nng_listen(g.sock, g.url, NULL, 0), 0);
+    assert_int_equal(pthread_create(&g.thread, NULL, gather_run, &g), 0);
+
+    const char *addrs[] = { g.url };
+    rzkv_client *c = connect_wait(addrs, 1, 8000, 2000);
+    seen_init(&s);
+
+    for (int i = 0; i < GATHER_MAX; i++) {
+        checks[i].s = &s;
+        checks[i].bad = &mismatches;
+        checks[i].len = (size_t)snprintf(checks[i].key, sizeof(checks[i].key),
+                                         "key-%d", i);
+    }
+    for (int i = 0; i < GATHER_MAX; i++)
+        assert_int_equal(rzkv_get_async(c, checks[i].key, checks[i].len,
+                                        NULL, check_key, &checks[i], &err),
+                         RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    pthread_join(g.thread, NULL);
+    assert_int_equal(g.held, GATHER_MAX);
+    assert_int_equal(s.calls, GATHER_MAX);
+    assert_int_equal(s.counts[RZKV_OK], GATHER_MAX);
+    assert_int_equal(mismatches, 0);
+    assert_int_equal(s.by_caller, 0);
+    rzkv_close(c);
+    nng_close(g.sock);
+}
+
+/* More in flight than the client keeps ops for: the extra ones are freed
+ * as they finish (valgrind sees them all go).  The node answers nothing
+ * until all are submitted; the timeouts leave room for valgrind. */
+#define BURST 1100
+
+static void
+test_async_burst(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(FAKE_ECHO);
+    const char *addrs[] = { f->url };
+    rzkv_client *c = connect_wait(addrs, 1, 60000, 30000);
+    struct seen s;
+    rzkv_error err;
+
+    seen_init(&s);
+    pthread_mutex_lock(&f->gate);
+    for (int i = 0; i < BURST; i++)
+        assert_int_equal(rzkv_health_async(c, NULL, on_result, &s, &err),
+                         RZKV_OK);
+    pthread_mutex_unlock(&f->gate);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    if (s.counts[RZKV_OK] != BURST)
+        print_message("burst: %d OK; the first other: %s\n",
+                      s.counts[RZKV_OK], s.failure);
+    assert_int_equal(s.counts[RZKV_OK], BURST);
+    assert_int_equal(fake_requests(f), BURST);
+    rzkv_close(c);
+    fake_stop(f);
+}
+
+/* ---- async timeouts and failover ----------------------------------------- */
+
+static void
+test_async_timeouts(void **state)
+{
+    (void)state;
+    struct fake *mute = fake_start(FAKE_SWALLOW);
+    struct fake *live = fake_start(FAKE_ECHO);
+    const char *addrs[] = { mute->url, live->url };
+    rzkv_client *c = connect_to(addrs, 2, 100);
+    struct seen s;
+    rzkv_error err;
+
+    seen_init(&s);
+    long t0 = now_ms();
+    assert_int_equal(rzkv_set_async(c, "k", 1, "v", 1, NULL, on_result, &s,
+                                    &err), RZKV_OK);
+    assert_true(now_ms() - t0 < 100);       /* it does not wait */
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    long took = now_ms() - t0;
+    assert_int_equal(s.status, RZKV_UNKNOWN);
+    assert_non_null(strstr(s.message, "timed out after 350 ms"));
+    assert_non_null(strstr(s.message, "may or may not have been applied"));
+    assert_string_equal(s.address, mute->url);
+    assert_true(took >= 300 && took < 2000);
+
+    assert_int_equal(rzkv_del_async(c, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_UNKNOWN);
+
+    /* a read moves on to the next node */
+    assert_int_equal(rzkv_get_async(c, "abc", 3, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_OK);
+    assert_int_equal(s.value_len, 3);
+    assert_memory_equal(s.value, "abc", 3);
+    assert_string_equal(s.address, live->url);
+
+    /* nothing was resent, and the writes never reached the live node */
+    usleep(1200 * 1000);
+    assert_int_equal(fake_requests(mute), 3);
+    assert_int_equal(fake_requests(live), 1);
+    assert_int_equal(s.calls, 3);
+    rzkv_close(c);
+    fake_stop(mute);
+    fake_stop(live);
+}
+
+static void
+test_async_failover(void **state)
+{
+    (void)state;
+    struct fake *busy = fake_start(FAKE_ANSWER);
+    struct fake *live = fake_start(FAKE_ECHO);
+    char dead_ipc[300], dead_tcp[64];
+    struct seen s;
+    rzkv_error err;
+
+    fake_set_reply(busy, RZKV__STATUS__STOPPING, "shutting down");
+    snprintf(dead_ipc, sizeof(dead_ipc), "ipc://%s/nobody", scratch);
+    snprintf(dead_tcp, sizeof(dead_tcp), "127.0.0.1:%d", closed_tcp_port());
+    const char *addrs[] = { dead_ipc, dead_tcp, busy->url, live->url };
+    rzkv_client *c = connect_to(addrs, 4, 0);
+    seen_init(&s);
+
+    long t0 = now_ms();
+    assert_int_equal(rzkv_set_async(c, "k", 1, "v", 1, NULL, on_result, &s,
+                                    &err), RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_OK);
+    assert_string_equal(s.address, live->url);
+    assert_true(now_ms() - t0 < 500);       /* refusals known at once */
+    assert_int_equal(fake_requests(busy), 1);
+    assert_int_equal(fake_requests(live), 1);
+    rzkv_close(c);
+
+    /* nobody to serve it: every reason, and UNAVAILABLE */
+    const char *dead[] = { dead_ipc, dead_tcp, busy->url };
+    c = connect_to(dead, 3, 0);
+    assert_int_equal(rzkv_get_async(c, "k", 1, NULL, on_result, &s, &err),
+                     RZKV_OK);
+    assert_int_equal(rzkv_wait(c), RZKV_OK);
+    assert_int_equal(s.status, RZKV_UNAVAILABLE);
+    assert_non_null(strstr(s.message, "connection refused to "));
+    assert_non_null(strstr(s.message, dead_ipc));
+    assert_non_null(strstr(s.message, dead_tcp));
+    assert_non_null(strstr(s.message, "shutting down"));
+    assert_string_equal(s.address, "");
+    rzkv_close(c);
+    fake_stop(busy);
+    fake_stop(live);
+}
+
+/* ---- closing with requests in flight --------------------------------------- */
+
+struct closing {
+    struct seen s;
+    rzkv_client *c;
+    int resubmitted;                /* submissions accepted during close */
+};
+
+static void
+on_closing(void *arg, const rzkv_result *res)
+{
+    struct closing *cl = arg;
+
+    on_result(&cl->s, res);
+    /* close is running: nothing new may start */
+    if (rzkv_health_async(cl->c, NULL, on_closing, cl, NULL) == RZKV_OK) {
+        pthread_mutex_lock(&cl->s.lock);
+        cl->resubmitted++;
+        pthread_mutex_unlock(&cl->s.lock);
+    }
+}
+
+static void
+test_close_cancels_sent(void **state)
+{
+    (void)state;
+    struct fake *mute = fake_start(FAKE_SWALLOW);
+    const char *addrs[] = { mute->url };
+    struct closing cl;
+
+    seen_init(&cl.s);
+    cl.resubmitted = 0;
+    cl.c = connect_wait(addrs, 1, 5000, 2000);
+    for (int i = 0; i < 32; i++) {
+        assert_int_equal(rzkv_set_async(cl.c, "k", 1, "v", 1, NULL,
+                                        on_closing, &cl, NULL), RZKV_OK);
+        assert_int_equal(rzkv_get_async(cl.c, "k", 1, NULL, on_closing, &cl,
+                                        NULL), RZKV_OK);
+    }
+    /* until the node holds them all: every one was sent */
+    for (long t0 = now_ms(); fake_requests(mute) < 64 && now_ms() - t0 < 5000;)
+        usleep(10 * 1000);
+    assert_int_equal(fake_requests(mute), 64);
+    assert_int_equal(seen_calls(&cl.s), 0);
+
+    long t0 = now_ms();
+    rzkv_close(cl.c);
+    assert_true(now_ms() - t0 < 1000);      /* not the 5 s timeout */
+    assert_int_equal(cl.s.calls, 64);
+    assert_int_equal(cl.s.counts[RZKV_UNKNOWN], 32);   /* the writes */
+    assert_int_equal(cl.s.counts[RZKV_ERROR], 32);     /* the reads */
+    assert_int_equal(cl.resubmitted, 0);
+    usleep(300 * 1000);
+    assert_int_equal(seen_calls(&cl.s), 64);    /* none after close */
+    fake_stop(mute);
+}
+
+/*
+ * Requests still waiting for a connection when the client closes: a TCP
+ * listener that never accepts holds them in the SP handshake (the probe
+ * then waits for its answer), so none was sent, writes included.
+ */
+static void
+test_close_cancels_unsent(void **state)
+{
+    (void)state;
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char addr[64];
+    struct closing cl;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sin.sin_port));
+
+    const char *addrs[] = { addr };
+    seen_init(&cl.s);
+    cl.resubmitted = 0;
+    cl.c = connect_wait(addrs, 1, 5000, 3000);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(rzkv_set_async(cl.c, "k", 1, "v", 1, NULL,
+                                        on_closing, &cl, NULL), RZKV_OK);
+        assert_int_equal(rzkv_get_async(cl.c, "k", 1, NULL, on_closing, &cl,
+                                        NULL), RZKV_OK);
+    }
+    usleep(200 * 1000);                     /* past the first pipe wait */
+    long t0 = now_ms();
+    rzkv_close(cl.c);
+    assert_true(now_ms() - t0 < 1000);      /* not the 3 s connect timeout */
+    assert_int_equal(cl.s.calls, 16);
+    assert_int_equal(cl.s.counts[RZKV_ERROR], 16);     /* never sent */
+    assert_non_null(strstr(cl.s.message, "cancelled"));
+    assert_int_equal(cl.resubmitted, 0);
+    close(fd);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static int
@@ -865,6 +1500,17 @@ main(void)
         cmocka_unit_test(test_info_keys_health),
         cmocka_unit_test(test_threads_share_a_client),
         cmocka_unit_test(test_address_forms),
+        cmocka_unit_test(test_async_round_trips),
+        cmocka_unit_test(test_async_bad_arguments),
+        cmocka_unit_test(test_async_chain),
+        cmocka_unit_test(test_async_many_in_flight),
+        cmocka_unit_test(test_async_burst),
+        cmocka_unit_test(test_async_timeouts),
+        cmocka_unit_test(test_async_failover),
+        cmocka_unit_test(test_close_cancels_sent),
+        cmocka_unit_test(test_close_cancels_unsent),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    nng_fini();     /* nng's threads end too: valgrind then sees no leak */
+    return failed;
 }
