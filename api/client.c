@@ -90,7 +90,7 @@ struct node {
     int probe_rv;                   /* why not: 0 (TLS), or the nng error */
     /* One op probes at a time; the others wait for its outcome. */
     bool probing;
-    unsigned probe_gen;             /* probes completed */
+    atomic_uint probe_gen;          /* probes completed */
     int probe_outcome;              /* the last one's: 0 up, or nng error */
 };
 
@@ -453,6 +453,7 @@ rzkv_connect(const char *const *addrs, size_t naddrs,
         struct node *nd = &c->nodes[i];
         pthread_mutex_init(&nd->lock, NULL);
         atomic_init(&nd->pipes, 0);
+        atomic_init(&nd->probe_gen, 0);
         c->count = i + 1;
         if (addrs[i] == NULL) {
             set_error(err, RZKV_INVALID, NULL, "no address given");
@@ -802,12 +803,12 @@ op_release(struct op *op)
     if (keep) {
         list_push(&c->spare, op);
         c->nspare++;
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (!keep)
+    } else {
+        pthread_mutex_unlock(&c->lock);
         op_destroy(op, true);
+        pthread_mutex_lock(&c->lock);
+    }
     /* Last: rzkv_close may free c once nothing is in flight. */
-    pthread_mutex_lock(&c->lock);
     if (--c->inflight == 0)
         pthread_cond_broadcast(&c->idle);
     pthread_mutex_unlock(&c->lock);
@@ -956,9 +957,7 @@ next_node(struct op *op)
     op->probed = false;
     op->probe_owner = false;
     op->waited_ms = 0;
-    pthread_mutex_lock(&c->nodes[op->idx].lock);
-    op->probe_gen = c->nodes[op->idx].probe_gen;
-    pthread_mutex_unlock(&c->nodes[op->idx].lock);
+    op->probe_gen = atomic_load(&c->nodes[op->idx].probe_gen);
     try_node(op);
 }
 
@@ -1073,7 +1072,7 @@ no_pipe(struct op *op)
     int rv;
 
     pthread_mutex_lock(&nd->lock);
-    if (nd->probe_gen != op->probe_gen) {
+    if (atomic_load(&nd->probe_gen) != op->probe_gen) {
         rv = nd->probe_outcome;
         pthread_mutex_unlock(&nd->lock);
         probe_outcome(op, rv);
@@ -1200,7 +1199,7 @@ probe_done(struct op *op, int rv)
         nd->probing = false;
         if (!atomic_load(&op->cancelled)) {
             nd->probe_outcome = rv;
-            nd->probe_gen++;
+            atomic_fetch_add(&nd->probe_gen, 1);
         }
         pthread_mutex_unlock(&nd->lock);
     }
