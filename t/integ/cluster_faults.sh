@@ -11,20 +11,6 @@ command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 LOAD="$RZKV_BUILDDIR/t/coord_load"
 [ -x "$LOAD" ] || skip_all "t/coord_load is not built"
 
-# free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
-# such that p..p+N-1 are all free (another build's run of this test may
-# hold the first block).
-free_base() {
-    local p i
-    for ((p = $1; p + $3 - 1 <= $2; p += $3)); do
-        for ((i = 0; i < $3; i++)); do
-            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
-        done
-        [ $i = $3 ] && { echo $p; return 0; }
-    done
-    echo $1
-}
-
 D="$T/c"
 P=$(free_base 18460 18489 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))

@@ -11,17 +11,6 @@
 CLIENT="$RZKV_BUILDDIR/t/storage_client"
 LOAD="$RZKV_BUILDDIR/t/coord_load"
 
-free_base() {
-    local p i
-    for ((p = $1; p + $3 - 1 <= $2; p += $3)); do
-        for ((i = 0; i < $3; i++)); do
-            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
-        done
-        [ $i = $3 ] && { echo $p; return 0; }
-    done
-    echo $1
-}
-
 D="$T/c"
 P=$(free_base 18490 18499 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))

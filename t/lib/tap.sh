@@ -7,6 +7,7 @@
 #   like "name" "$got" "regex"
 #   skip_all "reason"
 #   done_testing                    prints the plan when no plan was given
+#   free_base FIRST LAST N          a free block of N ports on 127.0.0.1
 #
 # Every test runs in its own scratch directory ($T) that is removed at
 # exit, and every process started with `bg` is killed at exit.
@@ -79,6 +80,26 @@ like() {
 bg() {
     "$@" &
     tap_pids="$tap_pids $!"
+}
+
+# free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
+# such that p..p+N-1 are all free (another build's run of the same test may
+# hold the first block).
+# (Probes with bash's /dev/tcp; written in POSIX sh because /bin/sh tests
+# source this file too.)
+free_base() {
+    local p i
+    p=$1
+    while [ $((p + $3 - 1)) -le "$2" ]; do
+        i=0
+        while [ $i -lt "$3" ]; do
+            (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
+            i=$((i + 1))
+        done
+        [ $i = "$3" ] && { echo $p; return 0; }
+        p=$((p + $3))
+    done
+    echo $1
 }
 
 # wait_until SECONDS command...: retry every 0.1 s until it succeeds.
