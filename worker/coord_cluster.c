@@ -340,6 +340,23 @@ read_progress(struct cop *c)
     }
 }
 
+/*
+ * The first round of a read or a write: pack op (which names only the key)
+ * into c->getbuf and send it to every replica, answers counted in c->q.
+ * -1 if it could not be packed (the client has been answered).
+ */
+static int
+send_to_all(struct cop *c, const Rzkv__NodeOp *op, dest_done_fn done)
+{
+    if ((c->getbuf = pack_op(op, &c->getlen)) == NULL) {
+        cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < c->n; i++)
+        send_one(c, 0, i, c->getbuf, c->getlen, done, &c->q);
+    return 0;
+}
+
 static void
 read_start(struct cop *c)
 {
@@ -351,13 +368,8 @@ read_start(struct cop *c)
     op.op_case = RZKV__NODE_OP__OP_GET;
     op.get = &g;
     c->phase = PH_READ;
-    if ((c->getbuf = pack_op(&op, &c->getlen)) == NULL) {
-        cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
-        return;
-    }
-    for (unsigned i = 0; i < c->n; i++)
-        send_one(c, 0, i, c->getbuf, c->getlen, read_done, &c->q);
-    read_progress(c);
+    if (send_to_all(c, &op, read_done) == 0)
+        read_progress(c);
 }
 
 /* ---- writes --------------------------------------------------------------- */
@@ -517,13 +529,8 @@ write_start(struct cop *c)
     op.op_case = RZKV__NODE_OP__OP_CLOCK_GET;
     op.clock_get = &g;
     c->phase = PH_CLOCK;
-    if ((c->getbuf = pack_op(&op, &c->getlen)) == NULL) {
-        cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
-        return;
-    }
-    for (unsigned i = 0; i < c->n; i++)
-        send_one(c, 0, i, c->getbuf, c->getlen, clock_done, &c->q);
-    write_progress(c);
+    if (send_to_all(c, &op, clock_done) == 0)
+        write_progress(c);
 }
 
 /* ---- deadlines ------------------------------------------------------------ */
