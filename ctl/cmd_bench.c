@@ -2,23 +2,29 @@
  * cmd_bench.c - rzkvctl bench: a load generator for an rzkv cluster, in
  * the spirit of redis-benchmark and ghz, built on librzkv.
  *
- * One thread per concurrent requester, each making synchronous librzkv
- * calls (the library is thread-safe and has no asynchronous API).  The
- * threads share a few client handles (one per address by default, each
- * preferring its own address, so load is spread round-robin over the
- * nodes and still fails over).
+ * Requests go through librzkv's _async calls, so that a few library
+ * threads keep all -c requests in flight: a thread per request making
+ * synchronous calls cost the client twice the CPU per request, and the
+ * bench shares the machine with the cluster it measures.  The -c slots
+ * share a few client handles (one per address by default, each preferring
+ * its own address, so load is spread round-robin over the nodes and still
+ * fails over).
  *
- * Closed loop (default): each thread sends its next request as soon as the
- * last is answered.  Open loop (--rps R): request i is due at t0 + i/R;
- * a thread sleeps until its request is due and its latency is measured
- * from that intended time, not from when it was sent, so a stall that
- * delays later requests shows in their latency (no coordinated omission).
+ * Closed loop (default): each slot has one request in flight; its
+ * callback records it and submits the slot's next.  Open loop (--rps R):
+ * request i is due at t0 + i/R; the main thread sends it then on an idle
+ * slot (waiting for one if all -c are in flight), and its latency is
+ * measured from that intended time, not from when it was sent, so a stall
+ * that delays later requests shows in their latency (no coordinated
+ * omission).  A request the library refuses outright counts as an error
+ * and its slot pauses before the next (RETRY_NS).
  *
- * Each thread records latencies in its own histograms (hdr.h): a total
- * one, read only after the thread has ended, and a per-second one that a
- * reporter thread swaps out under a mutex nobody else contends for; the
- * reporter draws the progress line and writes the --csv-timeline rows.
- * Requests issued during --warmup count in neither the figures nor -n.
+ * Callbacks run on several library threads, but a slot has one request
+ * at a time, so each slot records into its own histograms (hdr.h): a
+ * total one, read after rzkv_wait, and a per-second one that a reporter
+ * thread swaps out under a mutex only it contends for; the reporter draws
+ * the progress line and writes the --csv-timeline rows.  Requests issued
+ * during --warmup count in neither the figures nor -n.
  */
 #include "config.h"
 
@@ -55,7 +61,10 @@
 #define MAX_VALUE_SIZE      (64ul << 20)
 #define ZIPF_EXPONENT       0.99
 #define KEY_MAX             256
-#define THREAD_STACK        (256 * 1024)
+/* The main thread looks at the clock and ^C at least this often. */
+#define POLL_NS             (100 * 1000 * 1000ull)
+/* Pause before a slot whose request the library refused tries again. */
+#define RETRY_NS            (10 * 1000 * 1000ull)
 
 enum bench_op { OP_SET, OP_GET, OP_DEL, OP_MIX, OP_HEALTH };
 
@@ -80,19 +89,23 @@ struct bench_conf {
     uint64_t seed;
 };
 
-/* One requester thread and what it has measured. */
-struct worker {
-    pthread_t thread;
-    unsigned index;
+/* One request in flight at a time, and what its requests measured. */
+struct slot {
     struct bench *b;
     rzkv_client *client;
     struct rng rng;
     char *value;
+    /* The request in flight: set before it is submitted, read by its
+     * callback; the library orders the two. */
+    uint64_t due;                   /* latency counts from here */
+    bool measured;                  /* after the warmup */
+    struct slot *next;              /* on the parked or idle list */
+    uint64_t retry_at;              /* parked: when to submit again */
     /* Swapped out by the reporter once a second. */
     pthread_mutex_t lock;
     struct hdr *tick;
     uint64_t tick_counts[NSTATUS];
-    /* Measured requests only; read after the thread has ended. */
+    /* Measured requests only; read once every callback has returned. */
     struct hdr *total;
     uint64_t total_counts[NSTATUS];
     uint64_t last_done;
@@ -107,8 +120,15 @@ struct bench {
     atomic_uint_fast64_t sequence;  /* open loop: next due request */
     atomic_uint_fast64_t tickets;   /* -n: measured requests handed out */
     atomic_uint_fast64_t prefilled; /* prefill: next key */
-    atomic_bool stop;
-    struct worker *workers;
+    struct slot *slots;
+    atomic_uint live;               /* slots still sending */
+    /* The main thread waits here for parked slots, idle slots (open
+     * loop) and the end of the run. */
+    pthread_mutex_t drive_lock;
+    pthread_cond_t drive_cond;
+    struct slot *parked;            /* the library refused their request */
+    struct slot *idle;              /* open loop: none in flight */
+    uint64_t next_line;             /* prefill: of the progress line */
     rzkv_client **clients;
     unsigned nclients;
     atomic_bool have_error;         /* the first failure, for the report */
@@ -220,7 +240,7 @@ print_help(void)
 "\n"
 "  -a, --address ADDR[,ADDR...]  nodes, used round-robin (default\n"
 "                                $RZKV_ADDRESS or " CTL_DEFAULT_ADDRESS ")\n"
-"  -c, --concurrency N           requests in flight (threads; default %d)\n"
+"  -c, --concurrency N           requests in flight (default %d)\n"
 "  -n, --requests N              measured requests, then stop\n"
 "  -d, --duration SECONDS        measured time (default %.0f without -n)\n"
 "  -r, --rps R                   open loop: R requests/s due at fixed\n"
@@ -467,12 +487,12 @@ make_key(const struct bench *b, uint64_t index, char *key)
 }
 
 static uint64_t
-pick_key(struct worker *w)
+pick_key(struct slot *s)
 {
-    const struct bench *b = w->b;
+    const struct bench *b = s->b;
     if (b->conf->zipf)
-        return zipf_next(&b->zipf, &w->rng);
-    return rng_below(&w->rng, b->conf->keys);
+        return zipf_next(&b->zipf, &s->rng);
+    return rng_below(&s->rng, b->conf->keys);
 }
 
 static void
@@ -488,197 +508,373 @@ note_error(struct bench *b, const rzkv_error *err)
     pthread_mutex_unlock(&b->error_lock);
 }
 
-static rzkv_status
-do_set(struct worker *w, uint64_t index, uint64_t serial)
+/* The first failure answered through a callback, for the report. */
+static void
+note_result(struct bench *b, const rzkv_result *res)
 {
-    const struct bench *b = w->b;
-    char key[KEY_MAX];
-    size_t key_len = make_key(b, index, key);
     rzkv_error err;
-    rzkv_status st;
 
-    /* Every write carries a different value, so nothing can elide it;
-     * the serial goes in as hex digits so values stay printable. */
-    for (size_t i = 0; i < 16 && i < b->conf->value_size; i++)
-        w->value[i] = "0123456789abcdef"[(serial >> (60 - 4 * i)) & 15];
-    st = rzkv_set(w->client, key, key_len, w->value, b->conf->value_size,
-                  &b->req, NULL, &err);
-    if (is_error(st))
-        note_error(w->b, &err);
-    return st;
+    if (!is_error(res->status) ||
+        atomic_load_explicit(&b->have_error, memory_order_relaxed))
+        return;
+    err.status = res->status;
+    snprintf(err.message, sizeof(err.message), "%s", res->message);
+    snprintf(err.address, sizeof(err.address), "%s", res->address);
+    note_error(b, &err);
 }
 
 static rzkv_status
-do_request(struct worker *w, uint64_t serial)
+submit_set(struct slot *s, uint64_t index, uint64_t serial, rzkv_callback cb,
+           rzkv_error *err)
 {
-    const struct bench *b = w->b;
+    const struct bench *b = s->b;
+    char key[KEY_MAX];
+    size_t key_len = make_key(b, index, key);
+
+    /* Every write carries a different value, so nothing can elide it;
+     * the serial goes in as hex digits so values stay printable.  The
+     * library copies key and value before the call returns. */
+    for (size_t i = 0; i < 16 && i < b->conf->value_size; i++)
+        s->value[i] = "0123456789abcdef"[(serial >> (60 - 4 * i)) & 15];
+    return rzkv_set_async(s->client, key, key_len, s->value,
+                          b->conf->value_size, &b->req, cb, s, err);
+}
+
+/* Send the slot's next request; cb hears of it unless this fails. */
+static rzkv_status
+submit_request(struct slot *s, uint64_t serial, rzkv_callback cb,
+               rzkv_error *err)
+{
+    const struct bench *b = s->b;
     char key[KEY_MAX];
     size_t key_len;
-    rzkv_error err;
-    rzkv_status st;
     enum bench_op op = b->conf->op;
 
     if (op == OP_MIX)
-        op = rng_double(&w->rng) < b->conf->read_fraction ? OP_GET : OP_SET;
+        op = rng_double(&s->rng) < b->conf->read_fraction ? OP_GET : OP_SET;
     switch (op) {
     case OP_SET:
-        return do_set(w, pick_key(w), serial);
-    case OP_GET: {
-        void *value = NULL;
-        size_t len;
-        key_len = make_key(b, pick_key(w), key);
-        st = rzkv_get(w->client, key, key_len, &b->req, &value, &len, NULL,
-                      &err);
-        if (st == RZKV_OK)
-            rzkv_free(value);
-        break;
-    }
+        return submit_set(s, pick_key(s), serial, cb, err);
+    case OP_GET:
+        key_len = make_key(b, pick_key(s), key);
+        return rzkv_get_async(s->client, key, key_len, &b->req, cb, s, err);
     case OP_DEL:
-        key_len = make_key(b, pick_key(w), key);
-        st = rzkv_del(w->client, key, key_len, &b->req, NULL, &err);
-        break;
+        key_len = make_key(b, pick_key(s), key);
+        return rzkv_del_async(s->client, key, key_len, &b->req, cb, s, err);
     case OP_HEALTH:
     default:
-        st = rzkv_health(w->client, &b->req, &err);
-        break;
+        return rzkv_health_async(s->client, &b->req, cb, s, err);
     }
-    if (is_error(st))
-        note_error(w->b, &err);
-    return st;
 }
 
-/* ---- requester threads --------------------------------------------------- */
+/* ---- slots: one request in flight each ----------------------------------- */
 
 static void
-record(struct worker *w, bool measured, rzkv_status st, uint64_t latency,
-       uint64_t done)
+record(struct slot *s, rzkv_status st, uint64_t done)
 {
-    unsigned s = (unsigned)st < NSTATUS ? (unsigned)st : RZKV_ERROR;
+    unsigned i = (unsigned)st < NSTATUS ? (unsigned)st : RZKV_ERROR;
+    uint64_t latency = done > s->due ? done - s->due : 0;
 
-    pthread_mutex_lock(&w->lock);
-    hdr_record(w->tick, latency);
-    w->tick_counts[s]++;
-    pthread_mutex_unlock(&w->lock);
-    if (measured) {
-        hdr_record(w->total, latency);
-        w->total_counts[s]++;
-        w->last_done = done;
+    pthread_mutex_lock(&s->lock);
+    hdr_record(s->tick, latency);
+    s->tick_counts[i]++;
+    pthread_mutex_unlock(&s->lock);
+    if (s->measured) {
+        hdr_record(s->total, latency);
+        s->total_counts[i]++;
+        s->last_done = done;
     }
+    s->all_requests++;
 }
 
+/* ^C: no more requests; those in flight are still counted. */
 static bool
-stopping(struct bench *b)
+stopping(void)
 {
-    return interrupted ||
-           atomic_load_explicit(&b->stop, memory_order_relaxed);
+    return interrupted;
 }
 
-static void *
-run_requests(void *arg)
+/* The slot is done for this run; the last one wakes the main thread. */
+static void
+slot_finish(struct slot *s)
 {
-    struct worker *w = arg;
-    struct bench *b = w->b;
+    struct bench *b = s->b;
+
+    if (atomic_fetch_sub(&b->live, 1) == 1) {
+        pthread_mutex_lock(&b->drive_lock);
+        pthread_cond_broadcast(&b->drive_cond);
+        pthread_mutex_unlock(&b->drive_lock);
+    }
+}
+
+/* The library refused a request: the main thread tries the slot again
+ * after a pause, as a callback must not wait and a retry at once could
+ * spin. */
+static void
+slot_park(struct slot *s, uint64_t now)
+{
+    struct bench *b = s->b;
+
+    pthread_mutex_lock(&b->drive_lock);
+    s->retry_at = now + RETRY_NS;
+    s->next = b->parked;
+    b->parked = s;
+    pthread_cond_broadcast(&b->drive_cond);
+    pthread_mutex_unlock(&b->drive_lock);
+}
+
+/* Back on the open loop's idle list, for the dispatcher. */
+static void
+slot_release(struct slot *s)
+{
+    struct bench *b = s->b;
+
+    pthread_mutex_lock(&b->drive_lock);
+    s->next = b->idle;
+    b->idle = s;
+    pthread_cond_broadcast(&b->drive_cond);
+    pthread_mutex_unlock(&b->drive_lock);
+}
+
+static void closed_done(void *arg, const rzkv_result *res);
+
+/*
+ * Closed loop: the slot's next request, due now; from the main thread at
+ * the start and after a pause, else from the callback of the last one.
+ * Once the request is submitted its callback may already be running on
+ * another thread: nothing touches the slot after that.
+ */
+static void
+closed_next(struct slot *s, uint64_t now)
+{
+    struct bench *b = s->b;
     const struct bench_conf *bc = b->conf;
-    double interval = bc->rps > 0 ? 1e9 / bc->rps : 0;
+    rzkv_error err;
+    rzkv_status st;
 
-    while (!stopping(b)) {
-        uint64_t due, serial, done;
-
-        if (bc->rps > 0) {
-            serial = atomic_fetch_add(&b->sequence, 1);
-            due = b->t0 + (uint64_t)((double)serial * interval);
-            if (b->end != 0 && due >= b->end)
-                break;
-            sleep_until(due);
-        } else {
-            serial = atomic_fetch_add_explicit(&b->sequence, 1,
-                                               memory_order_relaxed);
-            due = now_ns();
-            if (b->end != 0 && due >= b->end)
-                break;
-        }
-        bool measured = due >= b->warm_end;
-        if (measured && bc->requests != 0 &&
-            atomic_fetch_add(&b->tickets, 1) >= bc->requests)
-            break;
-        rzkv_status st = do_request(w, serial);
-        done = now_ns();
-        record(w, measured, st, done - due, done);
-        w->all_requests++;
+    if (stopping() || (b->end != 0 && now >= b->end)) {
+        slot_finish(s);
+        return;
     }
-    return NULL;
-}
-
-/* Write keys 0..keys-1 once, each thread taking the next. */
-static void *
-run_prefill(void *arg)
-{
-    struct worker *w = arg;
-    struct bench *b = w->b;
-
-    while (!stopping(b)) {
-        uint64_t k = atomic_fetch_add(&b->prefilled, 1);
-        if (k >= b->conf->keys)
-            break;
-        rzkv_status st = do_set(w, k, k);
-        pthread_mutex_lock(&w->lock);
-        w->tick_counts[(unsigned)st < NSTATUS ? (unsigned)st : RZKV_ERROR]++;
-        pthread_mutex_unlock(&w->lock);
+    s->due = now;
+    s->measured = now >= b->warm_end;
+    if (s->measured && bc->requests != 0 &&
+        atomic_fetch_add(&b->tickets, 1) >= bc->requests) {
+        slot_finish(s);
+        return;
     }
-    return NULL;
-}
-
-static int
-start_threads(struct bench *b, void *(*fn)(void *))
-{
-    pthread_attr_t attr;
-    unsigned i;
-    int rv = 0;
-
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK);
-    for (i = 0; i < b->conf->concurrency; i++)
-        if ((rv = pthread_create(&b->workers[i].thread, &attr, fn,
-                                 &b->workers[i])) != 0)
-            break;
-    pthread_attr_destroy(&attr);
-    if (rv != 0) {
-        fprintf(stderr, "rzkvctl bench: cannot start thread %u: %s\n", i,
-                strerror(rv));
-        atomic_store(&b->stop, true);
-        for (unsigned k = 0; k < i; k++)
-            pthread_join(b->workers[k].thread, NULL);
-        return -1;
-    }
-    return 0;
+    uint64_t serial = atomic_fetch_add_explicit(&b->sequence, 1,
+                                                memory_order_relaxed);
+    if ((st = submit_request(s, serial, closed_done, &err)) == RZKV_OK)
+        return;
+    now = now_ns();
+    record(s, st, now);
+    note_error(b, &err);
+    slot_park(s, now);
 }
 
 static void
-join_threads(struct bench *b)
+closed_done(void *arg, const rzkv_result *res)
 {
+    struct slot *s = arg;
+    uint64_t done = now_ns();
+
+    record(s, res->status, done);
+    note_result(s->b, res);
+    closed_next(s, done);
+}
+
+static void prefill_done(void *arg, const rzkv_result *res);
+
+/* Prefill: write keys 0..keys-1 once, each slot taking the next. */
+static void
+prefill_next(struct slot *s, uint64_t now)
+{
+    struct bench *b = s->b;
+    rzkv_error err;
+    rzkv_status st;
+    uint64_t k;
+
+    if (stopping() || (k = atomic_fetch_add(&b->prefilled, 1)) >=
+                       b->conf->keys) {
+        slot_finish(s);
+        return;
+    }
+    if ((st = submit_set(s, k, k, prefill_done, &err)) == RZKV_OK)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->tick_counts[(unsigned)st < NSTATUS ? (unsigned)st : RZKV_ERROR]++;
+    pthread_mutex_unlock(&s->lock);
+    note_error(b, &err);
+    slot_park(s, now);
+}
+
+static void
+prefill_done(void *arg, const rzkv_result *res)
+{
+    struct slot *s = arg;
+    rzkv_status st = res->status;
+
+    pthread_mutex_lock(&s->lock);
+    s->tick_counts[(unsigned)st < NSTATUS ? (unsigned)st : RZKV_ERROR]++;
+    pthread_mutex_unlock(&s->lock);
+    note_result(s->b, res);
+    prefill_next(s, now_ns());
+}
+
+/*
+ * Run every slot through next until all have finished, retrying parked
+ * ones when their pause is over; on_tick (if any) runs every POLL_NS.
+ */
+static void
+drive(struct bench *b, void (*next)(struct slot *, uint64_t),
+      void (*on_tick)(struct bench *))
+{
+    atomic_store(&b->live, b->conf->concurrency);
     for (unsigned i = 0; i < b->conf->concurrency; i++)
-        pthread_join(b->workers[i].thread, NULL);
+        next(&b->slots[i], now_ns());
+    pthread_mutex_lock(&b->drive_lock);
+    while (atomic_load(&b->live) > 0) {
+        uint64_t now = now_ns(), wake = now + POLL_NS;
+        struct slot *ready = NULL, **pp = &b->parked;
+
+        while (*pp != NULL) {
+            struct slot *s = *pp;
+            if (s->retry_at <= now) {
+                *pp = s->next;
+                s->next = ready;
+                ready = s;
+            } else {
+                if (s->retry_at < wake)
+                    wake = s->retry_at;
+                pp = &s->next;
+            }
+        }
+        if (ready == NULL) {
+            struct timespec ts = { (time_t)(wake / NS_PER_SEC),
+                                   (long)(wake % NS_PER_SEC) };
+            pthread_cond_timedwait(&b->drive_cond, &b->drive_lock, &ts);
+        }
+        pthread_mutex_unlock(&b->drive_lock);
+        while (ready != NULL) {
+            struct slot *s = ready;
+            ready = s->next;
+            next(s, now_ns());
+        }
+        if (on_tick != NULL)
+            on_tick(b);
+        pthread_mutex_lock(&b->drive_lock);
+    }
+    pthread_mutex_unlock(&b->drive_lock);
+}
+
+static void
+open_done(void *arg, const rzkv_result *res)
+{
+    struct slot *s = arg;
+
+    record(s, res->status, now_ns());
+    note_result(s->b, res);
+    slot_release(s);
+}
+
+/* Open loop: an idle slot, waiting while all are in flight; NULL when
+ * the run is stopped meanwhile. */
+static struct slot *
+open_take_slot(struct bench *b)
+{
+    struct slot *s;
+
+    pthread_mutex_lock(&b->drive_lock);
+    while ((s = b->idle) == NULL && !stopping()) {
+        uint64_t wake = now_ns() + POLL_NS;
+        struct timespec ts = { (time_t)(wake / NS_PER_SEC),
+                               (long)(wake % NS_PER_SEC) };
+        pthread_cond_timedwait(&b->drive_cond, &b->drive_lock, &ts);
+    }
+    if (s != NULL)
+        b->idle = s->next;
+    pthread_mutex_unlock(&b->drive_lock);
+    return s;
+}
+
+/*
+ * Open loop, on the main thread: request i is due at t0 + i/rps and sent
+ * then, on an idle slot.  When all -c are in flight it waits for one, so
+ * the schedule slips and the latency, counted from the due time, shows it.
+ */
+static void
+open_dispatch(struct bench *b)
+{
+    const struct bench_conf *bc = b->conf;
+    double interval = 1e9 / bc->rps;
+
+    b->idle = NULL;
+    for (unsigned i = bc->concurrency; i-- > 0;) {
+        b->slots[i].next = b->idle;
+        b->idle = &b->slots[i];
+    }
+    for (uint64_t serial = 0; !stopping(); serial++) {
+        uint64_t due = b->t0 + (uint64_t)((double)serial * interval), now;
+        struct slot *s;
+        rzkv_error err;
+        rzkv_status st;
+
+        if (b->end != 0 && due >= b->end)
+            break;
+        if ((s = open_take_slot(b)) == NULL)
+            break;
+        while ((now = now_ns()) < due && !stopping())
+            sleep_until(due - now > POLL_NS ? now + POLL_NS : due);
+        s->due = due;
+        s->measured = due >= b->warm_end;
+        if (stopping() || (s->measured && bc->requests != 0 &&
+                            atomic_fetch_add(&b->tickets, 1) >=
+                            bc->requests)) {
+            slot_release(s);
+            break;
+        }
+        if ((st = submit_request(s, serial, open_done, &err)) == RZKV_OK)
+            continue;
+        now = now_ns();
+        record(s, st, now);
+        note_error(b, &err);
+        slot_release(s);
+        /* Refused: pause rather than spin, and end on time even though
+         * the schedule cannot catch up with the pauses. */
+        sleep_until(now + RETRY_NS);
+        if (b->end != 0 && now_ns() >= b->end)
+            break;
+    }
+}
+
+/* Until every callback has returned: then the slots are the main thread's. */
+static void
+wait_clients(struct bench *b)
+{
+    for (unsigned i = 0; i < b->nclients; i++)
+        rzkv_wait(b->clients[i]);
 }
 
 /* ---- the reporter: progress line and timeline ---------------------------- */
 
-/* Move every worker's per-second figures into h and counts. */
+/* Move every slot's per-second figures into h and counts. */
 static void
 collect_tick(struct bench *b, struct hdr *h, uint64_t *counts)
 {
     hdr_reset(h);
     memset(counts, 0, NSTATUS * sizeof(*counts));
     for (unsigned i = 0; i < b->conf->concurrency; i++) {
-        struct worker *w = &b->workers[i];
-        pthread_mutex_lock(&w->lock);
-        hdr_merge(h, w->tick);
-        if (w->tick->count > 0)
-            hdr_reset(w->tick);
+        struct slot *sl = &b->slots[i];
+        pthread_mutex_lock(&sl->lock);
+        hdr_merge(h, sl->tick);
+        if (sl->tick->count > 0)
+            hdr_reset(sl->tick);
         for (int s = 0; s < NSTATUS; s++) {
-            counts[s] += w->tick_counts[s];
-            w->tick_counts[s] = 0;
+            counts[s] += sl->tick_counts[s];
+            sl->tick_counts[s] = 0;
         }
-        pthread_mutex_unlock(&w->lock);
+        pthread_mutex_unlock(&sl->lock);
     }
 }
 
@@ -811,16 +1007,24 @@ run_reporter(void *arg)
     return NULL;
 }
 
-static int
-start_reporter(struct bench *b)
+/* Timed waits on cond are deadlines on the monotonic clock. */
+static void
+init_monotonic_cond(pthread_cond_t *cond)
 {
     pthread_condattr_t ca;
-    int rv;
 
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->report_cond, &ca);
+    pthread_cond_init(cond, &ca);
     pthread_condattr_destroy(&ca);
+}
+
+static int
+start_reporter(struct bench *b)
+{
+    int rv;
+
+    init_monotonic_cond(&b->report_cond);
     pthread_mutex_init(&b->report_lock, NULL);
     b->report_done = false;
     if ((rv = pthread_create(&b->reporter, NULL, run_reporter, b)) != 0) {
@@ -863,13 +1067,13 @@ summarize(struct bench *b, struct summary *sum, const struct rusage *end)
     hdr_reset(sum->h);
     memset(sum->counts, 0, sizeof(sum->counts));
     for (unsigned i = 0; i < b->conf->concurrency; i++) {
-        struct worker *w = &b->workers[i];
-        hdr_merge(sum->h, w->total);
+        struct slot *sl = &b->slots[i];
+        hdr_merge(sum->h, sl->total);
         for (int s = 0; s < NSTATUS; s++)
-            sum->counts[s] += w->total_counts[s];
-        if (w->last_done > last)
-            last = w->last_done;
-        sum->all_requests += w->all_requests;
+            sum->counts[s] += sl->total_counts[s];
+        if (sl->last_done > last)
+            last = sl->last_done;
+        sum->all_requests += sl->all_requests;
     }
     sum->requests = sum->h->count;
     sum->seconds = (double)(last - b->warm_end) / 1e9;
@@ -1009,92 +1213,96 @@ connect_clients(struct bench *b, int *exit_status)
 }
 
 static int
-setup_workers(struct bench *b)
+setup_slots(struct bench *b)
 {
     const struct bench_conf *bc = b->conf;
 
-    b->workers = calloc(bc->concurrency, sizeof(*b->workers));
-    if (b->workers == NULL)
+    b->slots = calloc(bc->concurrency, sizeof(*b->slots));
+    if (b->slots == NULL)
         return -1;
     for (unsigned i = 0; i < bc->concurrency; i++) {
-        struct worker *w = &b->workers[i];
-        w->index = i;
-        w->b = b;
-        w->client = b->clients[i % b->nclients];
-        rng_seed(&w->rng, bc->seed + i * 0x9e3779b97f4a7c15ull);
-        pthread_mutex_init(&w->lock, NULL);
-        w->tick = malloc(sizeof(*w->tick));
-        w->total = malloc(sizeof(*w->total));
-        w->value = malloc(bc->value_size + 1);
-        if (w->tick == NULL || w->total == NULL || w->value == NULL)
+        struct slot *s = &b->slots[i];
+        s->b = b;
+        s->client = b->clients[i % b->nclients];
+        rng_seed(&s->rng, bc->seed + i * 0x9e3779b97f4a7c15ull);
+        pthread_mutex_init(&s->lock, NULL);
+        s->tick = malloc(sizeof(*s->tick));
+        s->total = malloc(sizeof(*s->total));
+        s->value = malloc(bc->value_size + 1);
+        if (s->tick == NULL || s->total == NULL || s->value == NULL)
             return -1;
-        hdr_reset(w->tick);
-        hdr_reset(w->total);
+        hdr_reset(s->tick);
+        hdr_reset(s->total);
         /* Printable, varied bytes: neither compressible nor all zero. */
         for (size_t k = 0; k < bc->value_size; k++)
-            w->value[k] = (char)('a' + rng_below(&w->rng, 26));
+            s->value[k] = (char)('a' + rng_below(&s->rng, 26));
     }
     return 0;
 }
 
+/* Close the clients first: nothing is in flight by then (wait_clients),
+ * and the slots must outlive any callback. */
 static void
 teardown(struct bench *b)
 {
-    if (b->workers != NULL)
-        for (unsigned i = 0; i < b->conf->concurrency; i++) {
-            struct worker *w = &b->workers[i];
-            free(w->tick);
-            free(w->total);
-            free(w->value);
-            pthread_mutex_destroy(&w->lock);
-        }
-    free(b->workers);
     for (unsigned i = 0; i < b->nclients; i++)
         rzkv_close(b->clients[i]);
     free(b->clients);
+    if (b->slots != NULL)
+        for (unsigned i = 0; i < b->conf->concurrency; i++) {
+            struct slot *s = &b->slots[i];
+            free(s->tick);
+            free(s->total);
+            free(s->value);
+            pthread_mutex_destroy(&s->lock);
+        }
+    free(b->slots);
     free(b->so_far);
     free(b->row);
+    pthread_cond_destroy(&b->drive_cond);
+    pthread_mutex_destroy(&b->drive_lock);
     pthread_mutex_destroy(&b->error_lock);
 }
 
+static void
+prefill_progress(struct bench *b)
+{
+    const struct bench_conf *bc = b->conf;
+
+    if (bc->progress && now_ns() >= b->next_line) {
+        uint64_t done = atomic_load(&b->prefilled);
+        fprintf(stderr, "\r\033[Kprefill %" PRIu64 "/%" PRIu64 " keys",
+                done < bc->keys ? done : bc->keys, bc->keys);
+        fflush(stderr);
+        b->next_line += NS_PER_SEC;
+    }
+}
+
 /* Write the keyspace once; counts by result into counts. */
-static int
+static void
 prefill(struct bench *b, uint64_t *counts, double *seconds)
 {
     const struct bench_conf *bc = b->conf;
-    uint64_t start = now_ns(), next_line = start + NS_PER_SEC;
+    uint64_t start = now_ns();
 
-    if (start_threads(b, run_prefill) != 0)
-        return -1;
-    /* Poll for the progress line; the threads end when the keys do. */
-    while (atomic_load(&b->prefilled) < bc->keys && !stopping(b)) {
-        struct timespec ts = { 0, 100 * 1000 * 1000 };
-        nanosleep(&ts, NULL);
-        if (bc->progress && now_ns() >= next_line) {
-            uint64_t done = atomic_load(&b->prefilled);
-            fprintf(stderr, "\r\033[Kprefill %" PRIu64 "/%" PRIu64 " keys",
-                    done < bc->keys ? done : bc->keys, bc->keys);
-            fflush(stderr);
-            next_line += NS_PER_SEC;
-        }
-    }
-    join_threads(b);
+    b->next_line = start + NS_PER_SEC;
+    drive(b, prefill_next, prefill_progress);
+    wait_clients(b);
     *seconds = (double)(now_ns() - start) / 1e9;
     memset(counts, 0, NSTATUS * sizeof(*counts));
     for (unsigned i = 0; i < bc->concurrency; i++)
         for (int s = 0; s < NSTATUS; s++) {
-            counts[s] += b->workers[i].tick_counts[s];
-            b->workers[i].tick_counts[s] = 0;
+            counts[s] += b->slots[i].tick_counts[s];
+            b->slots[i].tick_counts[s] = 0;
         }
     if (bc->progress)
         fprintf(stderr, "\r\033[K");
     fprintf(stderr, "rzkvctl bench: prefill: %" PRIu64 " keys in %.1f s "
             "(%.0f sets/s), %" PRIu64 " errors\n", bc->keys, *seconds,
             *seconds > 0 ? bc->keys / *seconds : 0.0, count_errors(counts));
-    return 0;
 }
 
-/* The measured run: threads, reporter, and the final figures. */
+/* The measured run: slots, reporter, and the final figures. */
 static int
 measure(struct bench *b, struct summary *sum)
 {
@@ -1112,11 +1320,11 @@ measure(struct bench *b, struct summary *sum)
     }
     if (start_reporter(b) != 0)
         return -1;
-    if (start_threads(b, run_requests) != 0) {
-        stop_reporter(b);
-        return -1;
-    }
-    join_threads(b);
+    if (bc->rps > 0)
+        open_dispatch(b);
+    else
+        drive(b, closed_next, NULL);
+    wait_clients(b);
     getrusage(RUSAGE_SELF, &end_usage);
     stop_reporter(b);
     if (!b->have_usage)     /* stopped during the warmup */
@@ -1143,6 +1351,8 @@ cmd_bench(int argc, char **argv)
     memset(&b, 0, sizeof(b));
     b.conf = &bc;
     pthread_mutex_init(&b.error_lock, NULL);
+    pthread_mutex_init(&b.drive_lock, NULL);
+    init_monotonic_cond(&b.drive_cond);
     ctl_client_req(&bc.client, &b.req);
     if (bc.zipf)
         zipf_init(&b.zipf, bc.keys, ZIPF_EXPONENT);
@@ -1162,7 +1372,7 @@ cmd_bench(int argc, char **argv)
     b.so_far = malloc(sizeof(*b.so_far));
     b.row = malloc(sizeof(*b.row));
     if (sum.h == NULL || b.so_far == NULL || b.row == NULL ||
-        setup_workers(&b) != 0) {
+        setup_slots(&b) != 0) {
         fprintf(stderr, "rzkvctl bench: out of memory\n");
         goto out;
     }
@@ -1174,8 +1384,8 @@ cmd_bench(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
-    if (bc.prefill && prefill(&b, prefill_counts, &prefill_seconds) != 0)
-        goto out;
+    if (bc.prefill)
+        prefill(&b, prefill_counts, &prefill_seconds);
     if (measure(&b, &sum) != 0)
         goto out;
     if (bc.client.json)

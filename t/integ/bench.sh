@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh - rzkvctl bench against a local 3-node cluster: the JSON report
-# has the documented fields and counts that add up, -n is honoured, gets
+# has the documented fields and counts that add up, -n is honoured (64 in
+# flight: none lost or counted twice), gets
 # after --prefill find their keys (and NOT_FOUND without), the writes are
 # real, the timeline is written, --rps paces requests, a dead address
 # gives errors and exit 5.  Functional only: no throughput is asserted.
@@ -23,7 +24,7 @@ print($2)" "$1" 2>&1
 }
 bench() { "$RZKVCTL" bench -a "$A" --no-progress -t 3000 "$@"; }
 
-plan 35
+plan 39
 
 out=$("$RZKVCTL" start --local 3 --dir "$D" --base-port 18700 2>&1)
 is "a local cluster starts" "$?" 0
@@ -51,6 +52,14 @@ is "  percentiles ordered, positive" "$(jq_py "$T/set.json" \
     "True"
 is "  throughput is requests over the measured time" "$(jq_py "$T/set.json" \
     "abs(j['ops_per_sec'] * j['duration_s'] - 200) < 2")" "True"
+
+# Many requests in flight on few library threads: every one is answered
+# and counted once, none lost or doubled.
+bench --op set -n 2000 -c 64 --value-size 64 --json >"$T/many.json" \
+    2>/dev/null
+is "set -n 2000 -c 64: 2000 requests, 2000 results, 2000 OK, none extra" \
+    "$(jq_py "$T/many.json" "j['requests'], sum(j['results'].values()), j['ok'], j['requests_all']")" \
+    "2000 2000 2000 2000"
 
 # ---- prefill and get -------------------------------------------------------
 bench --op get --prefill --keys 50 --value-size 300 -n 150 -c 3 --json \
@@ -123,6 +132,21 @@ bench --op health -c 4 --rps 200 --duration 2 --json >"$T/rps.json" \
     2>/dev/null
 is "--rps 200 for 2 s sends about 400 requests" "$(jq_py "$T/rps.json" \
     "360 <= j['requests'] <= 402, j['rps']")" "True 200.0"
+bench --op health -c 64 --rps 400 --duration 2 --json >"$T/rps64.json" \
+    2>/dev/null
+is "--rps 400 -c 64 for 2 s: about 800 requests at about 400/s" \
+    "$(jq_py "$T/rps64.json" "720 <= j['requests'] <= 802, 360 <= j['ops_per_sec'] <= 410, j['errors']")" \
+    "True True 0"
+bench --op set -c 8 --rps 1000 -n 300 --value-size 32 --json \
+    >"$T/rpsn.json" 2>/dev/null
+is "--rps 1000 -n 300: exactly 300 OK, paced over about 0.3 s" \
+    "$(jq_py "$T/rpsn.json" "j['requests'], j['ok'], 0.25 <= j['duration_s'] < 1.5")" \
+    "300 300 True"
+bench --op set -c 16 -n 500 --warmup 0.5 --value-size 32 --json \
+    >"$T/warm.json" 2>/dev/null
+is "-n 500 after --warmup 0.5: 500 measured, more sent" \
+    "$(jq_py "$T/warm.json" "j['requests'], sum(j['results'].values()), j['requests_all'] > 500")" \
+    "500 500 True"
 
 # ---- failures --------------------------------------------------------------
 "$RZKVCTL" bench -a 127.0.0.1:18709 --no-progress --op set -n 3 -c 1 \
