@@ -682,6 +682,8 @@ main(int argc, char **argv)
     else
         usage();
     fflush(stdout);
-    nng_close(sock);
+    /* No nng_close: nng 1.5.2's can hang for good on a connection that
+     * broke with requests in flight (nanomsg/nng#1503), as after a kill
+     * -9 of the worker under load; exit closes the socket. */
     return status;
 }
