@@ -25,6 +25,12 @@
 
 #define RZKV_STATUS_FD          3
 
+/* A coordinator also gets the node's bound TCP socket (node.local_address)
+ * as RZKV_LISTEN_FD, with RZKV_ENV_LISTEN_FD=4 in its environment; it
+ * listen()s and serves it (worker/coord_front.c). */
+#define RZKV_LISTEN_FD          4
+#define RZKV_ENV_LISTEN_FD      "RZKV_LISTEN_FD"
+
 #define RZKV_ENV_GENERATION     "RZKV_GENERATION"   /* restart count of slot */
 
 /* Exit statuses: documented in rzkvd(8). */

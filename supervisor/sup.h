@@ -22,7 +22,6 @@ struct event;
 struct event_base;
 struct evbuffer;
 struct evconnlistener;
-struct sup_front;
 struct sup_metrics;
 
 struct sup_options {
@@ -148,7 +147,7 @@ struct sup {
     struct event *sig_ev[4];
     struct event *stop_timer;
     struct evconnlistener *control;
-    struct sup_front *front;
+    int listen_fd;              /* node.local_address, bound (sup_front.c) */
     struct sup_metrics *metrics;    /* /metrics and /health */
 
     struct sup_group groups[SUP_NROLES];
@@ -229,11 +228,9 @@ int sup_cross_check(const struct node_conf *node,
                     const struct cluster_conf *cluster,
                     char *err, size_t errlen);
 
-/* sup_front.c: the node's TCP front door, an nng device */
-int sup_front_probe(const struct node_conf *node, char *err, size_t errlen);
-int sup_front_open(struct sup *s, char *err, size_t errlen);
+/* sup_front.c: the node's TCP address, bound here, served by coordinators */
+int sup_front_bind(struct sup *s, char *err, size_t errlen);
 void sup_front_close_listener(struct sup *s);
-void sup_front_close(struct sup *s);
 
 /* sup_metrics.c: the workers' counters files, /metrics and /health */
 int sup_metrics_probe(const struct node_conf *node, char *err, size_t errlen);

@@ -9,10 +9,10 @@
  *	file that can't be opened) is checked before rzkvd detaches, so the
  *	error reaches the terminal or rzkvctl and the exit status says so
  *	(the metrics address too: sup_metrics.c).
- *	Only then does rzkvd daemonize (before any libevent or nng thread
- *	exists), start its event loop, open the control socket and start the
- *	storage workers; sup_state.c takes it from there (coordinators once
- *	storage is ready, the front door once everything is ready).
+ *	Only then does rzkvd daemonize (before any libevent thread exists),
+ *	start its event loop, open the control socket and start the storage
+ *	workers; sup_state.c takes it from there (coordinators once storage
+ *	is ready; they serve the node's address, bound here: sup_front.c).
  * DIAGNOSTICS
  *	Exit 0 after an orderly stop, 1 on an environment failure (data
  *	directory in use, port taken), 78 on a configuration error.
@@ -33,7 +33,8 @@
 int
 sup_main(const struct sup_options *opts)
 {
-    struct sup sup = { .opts = opts, .lock_fd = -1, .notify_fd = -1 };
+    struct sup sup = { .opts = opts, .lock_fd = -1, .notify_fd = -1,
+                       .listen_fd = -1 };
     struct sup *s = &sup;
 
     log_init(ROLE_SUPERVISOR, -1);
@@ -45,7 +46,7 @@ sup_main(const struct sup_options *opts)
     sup_lock_data_dir(s);
     sup_prepare_run_dir(s);
     char err[CONF_ERR_MAX];
-    if (sup_front_probe(s->node, err, sizeof(err)) != 0 ||
+    if (sup_front_bind(s, err, sizeof(err)) != 0 ||
         sup_metrics_probe(s->node, err, sizeof(err)) != 0) {
         fprintf(stderr, "rzkvd: %s\n", err);
         sup_free_config(s);
@@ -73,7 +74,7 @@ sup_main(const struct sup_options *opts)
     event_base_dispatch(s->base);
 
     /* The stop sequence ended (sup_stop.c) and broke the loop. */
-    sup_front_close(s);
+    sup_front_close_listener(s);
     sup_metrics_close(s);
     sup_control_close(s);
     sup_signals_free(s);

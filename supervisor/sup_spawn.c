@@ -9,16 +9,17 @@
  *	start, so an upgrade of the binary on disk does not mix versions in a
  *	running node): nng is not fork-safe (it panics in a forked child that
  *	uses it) and SQLite must not cross a fork.  By the time a worker is
- *	restarted the supervisor runs libevent and, once the node served,
- *	nng's threads (the front door).  That is safe only because the child
- *	does nothing between fork and exec but async-signal-safe calls
+ *	restarted the supervisor runs libevent.  That is safe only because
+ *	the child does nothing between fork and exec but async-signal-safe calls
  *	(sigprocmask, dup2, fcntl, execve, write, _exit) on data prepared
- *	before the fork: no malloc, no stdio, no logging, no nng.  Keep it
- *	that way.
+ *	before the fork: no malloc, no stdio, no logging.  Keep it that way.
  *
  *	Spawning happens on the main thread only (from libevent callbacks):
  *	PR_SET_PDEATHSIG, which kills the workers when rzkvd dies, follows
  *	the thread that forked, not the process.
+ *
+ *	A coordinator also gets the node's bound TCP socket as RZKV_LISTEN_FD
+ *	(sup_front.c): it serves the node's address itself.
  *
  *	The status channel is a socketpair(2); the worker's end becomes
  *	RZKV_STATUS_FD, RZKV_GENERATION tells it how many times its slot was
@@ -44,21 +45,31 @@
 
 extern char **environ;
 
-/* In the child, after fork: async-signal-safe calls only (see the top). */
+/* Make fd the child's descriptor `to`, kept across exec. */
+static int
+child_fd(int fd, int to)
+{
+    /* dup2 onto itself would keep close-on-exec. */
+    if (fd == to)
+        return fcntl(fd, F_SETFD, 0);
+    return dup2(fd, to) < 0 ? -1 : 0;
+}
+
+/*
+ * In the child, after fork: async-signal-safe calls only (see the top).
+ * listen_fd is -1 or far above RZKV_LISTEN_FD (sup_front.c), so setting
+ * up the status channel never overwrites it.
+ */
 static _Noreturn void
-child_exec(int chan, const sigset_t *mask, char *const argv[],
-           char *const envp[])
+child_exec(int chan, int listen_fd, const sigset_t *mask,
+           char *const argv[], char *const envp[])
 {
     static const char msg[] = "rzkvd: cannot exec the worker binary\n";
 
     sigprocmask(SIG_SETMASK, mask, NULL);
-    if (chan == RZKV_STATUS_FD) {
-        /* dup2 onto itself would keep close-on-exec. */
-        if (fcntl(chan, F_SETFD, 0) != 0)
-            _exit(RZKV_EXIT_FATAL);
-    } else if (dup2(chan, RZKV_STATUS_FD) < 0) {
+    if (child_fd(chan, RZKV_STATUS_FD) != 0 ||
+        (listen_fd >= 0 && child_fd(listen_fd, RZKV_LISTEN_FD) != 0))
         _exit(RZKV_EXIT_FATAL);
-    }
     execve(argv[0], argv, envp);
     if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
         _exit(RZKV_EXIT_FATAL);
@@ -73,23 +84,29 @@ has_prefix(const char *s, const char *prefix)
 
 /* Our environment with the contract's variables set for this start. */
 static char **
-worker_env(const struct sup_child *c, char *gen, size_t genlen)
+worker_env(const struct sup_child *c, int listen_fd, char *gen,
+           size_t genlen, char *lfd, size_t lfdlen)
 {
     size_t n = 0;
     while (environ[n] != NULL)
         n++;
-    char **envp = calloc(n + 3, sizeof(*envp));
+    char **envp = calloc(n + 4, sizeof(*envp));
     if (envp == NULL)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!has_prefix(environ[i], RZKV_ENV_GENERATION "=") &&
-            !has_prefix(environ[i], RZKV_ENV_LOG_SYSLOG "="))
+            !has_prefix(environ[i], RZKV_ENV_LOG_SYSLOG "=") &&
+            !has_prefix(environ[i], RZKV_ENV_LISTEN_FD "="))
             envp[k++] = environ[i];
     snprintf(gen, genlen, "%s=%u", RZKV_ENV_GENERATION, c->generation);
     envp[k++] = gen;
     if (c->group->sup->log_syslog)
         envp[k++] = (char *)RZKV_ENV_LOG_SYSLOG "=1";
+    if (listen_fd >= 0) {
+        snprintf(lfd, lfdlen, "%s=%d", RZKV_ENV_LISTEN_FD, RZKV_LISTEN_FD);
+        envp[k++] = lfd;
+    }
     envp[k] = NULL;
     return envp;
 }
@@ -133,7 +150,11 @@ sup_spawn(struct sup_child *c)
     argv[a++] = s->node_path;
     argv[a++] = s->active_cluster;
     argv[a] = NULL;
-    char **envp = worker_env(c, gen, sizeof(gen));
+    int listen_fd = c->group == &s->groups[SUP_COORD]
+                    ? s->listen_fd : -1;
+    char lfd[64];
+    char **envp = worker_env(c, listen_fd, gen, sizeof(gen), lfd,
+                             sizeof(lfd));
     if (envp == NULL) {
         log_warn("cannot start %s[%d]", c->group->name, c->instance);
         return -1;
@@ -147,7 +168,7 @@ sup_spawn(struct sup_child *c)
     }
     pid_t pid = fork();
     if (pid == 0)
-        child_exec(sv[1], &empty, argv, envp);
+        child_exec(sv[1], listen_fd, &empty, argv, envp);
     int saved = errno;
     free(envp);
     close(sv[1]);

@@ -21,8 +21,8 @@
  *	SERVING while every worker is ready, DEGRADED while some is not (or
  *	failed before the node ever served), STOPPING at the end.  Storage
  *	workers start first; the coordinators once all of them are ready
- *	(they need storage to serve); the front door opens when every worker
- *	is ready for the first time, and stays open through restarts.
+ *	(they need storage to serve); each listens on the node's address when
+ *	it is ready, and the address stays bound through restarts.
  *
  *	The restart delay (practice 7 of STYLE.md) starts at 100 ms, doubles
  *	at every death up to 10 s and falls back to 100 ms after 30 s of
@@ -278,17 +278,10 @@ any_failed(const struct sup *s)
     return 0;
 }
 
-/* The first time every worker is ready: open the front door. */
+/* The first time every worker is ready (the coordinators listen now). */
 static void
 node_first_ready(struct sup *s)
 {
-    char err[CONF_ERR_MAX];
-    if (sup_front_open(s, err, sizeof(err)) != 0) {
-        log_error("%s", err);
-        s->exit_status = RZKV_EXIT_FATAL;
-        sup_stop(s, "the front door could not open");
-        return;
-    }
     s->served = 1;
     log_info("node %s serving on %s after %lld ms", s->node->id,
              s->node->local_address,

@@ -1,9 +1,10 @@
 /*
  * coord.c - the coordinator worker: coord_main() and its plumbing.
  *
- * A coordinator takes every request that reaches the node's address (the
- * supervisor's front door forwards them to run_dir/coord-I.ipc) on a
- * cooked REP socket with COORD_SLOTS contexts, and answers:
+ * A coordinator takes every request that reaches the node's address (on
+ * the socket the supervisor bound: coord_front.c) and every request to its
+ * own run_dir/coord-I.ipc (a cooked REP socket with COORD_IPC_SLOTS
+ * contexts), and answers:
  *
  *   Cluster API (clients)   quorum reads and writes   coord_cluster.c
  *   Node API (peers)        batches for local storage coord_node.c
@@ -72,6 +73,10 @@ void
 srv_reply(struct srv *s, nng_msg *m)
 {
     srv_count(s, m);
+    if (s->conn != NULL) {
+        front_reply(s, m);
+        return;
+    }
     s->sending = 1;
     nng_aio_set_msg(s->aio, m);
     nng_ctx_send(s->ctx, s->aio);
@@ -161,7 +166,7 @@ srv_classify(struct srv *s, const Rzkv__Envelope *env)
     }
 }
 
-static void
+void
 srv_dispatch(struct srv *s, nng_msg *m)
 {
     size_t slot = (size_t)(s - coord.srv);
@@ -517,7 +522,7 @@ open_listener(void)
     coord.srv = calloc(COORD_SLOTS, sizeof(*coord.srv));
     if (coord.srv == NULL)
         fatal("calloc");
-    for (int i = 0; i < COORD_SLOTS; i++) {
+    for (int i = 0; i < COORD_IPC_SLOTS; i++) {
         struct srv *s = &coord.srv[i];
         if ((rv = nng_ctx_open(&s->ctx, coord.rep)) != 0 ||
             (rv = nng_aio_alloc(&s->aio, srv_cb, s)) != 0)
@@ -582,8 +587,9 @@ shutdown_all(void)
     for (size_t i = 0; i < coord.npeers; i++)
         dest_close(coord.peers[i].dest);
     nng_close(coord.rep);
-    for (int i = 0; i < COORD_SLOTS; i++)
+    for (int i = 0; i < COORD_IPC_SLOTS; i++)
         nng_aio_free(coord.srv[i].aio);
+    front_stop();
 }
 
 int
@@ -605,6 +611,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
         fatalx("nng_mtx_alloc: %s", nng_strerror(rv));
     coord.recvmax = (size_t)node->max_value_size + (1u << 20);
 
+    front_init();
     open_storage();
     if ((coord.topo = topo_build(conf, err, sizeof(err))) == NULL)
         fatalx_config("%s", err);
@@ -612,6 +619,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
     if ((rv = pthread_create(&coord.tick, NULL, tick_main, NULL)) != 0)
         fatalx("pthread_create: %s", strerror(rv));
     open_listener();
+    front_listen(coord.srv + COORD_IPC_SLOTS, COORD_TCP_SLOTS);
     log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
              "workers", coord.writer, conf->node_count, conf->replica_count,
              coord.shards);

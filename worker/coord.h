@@ -3,11 +3,13 @@
  *
  *   coord.c          coord_main(): sockets, request slots, the tick,
  *                    reload and stop
+ *   coord_front.c    the node's TCP address: clients' and peers'
+ *                    connections, served on one epoll thread
  *   coord_cluster.c  the Cluster API: quorum reads and writes (ABD)
  *   coord_node.c     the Node API from peers: NodeBatch split over the
  *                    local storage workers, key listing, node info
  *
- * Threads: nng's callbacks.  One lock (coord.lock) guards everything
+ * Threads: nng's callbacks and the front door's.  One lock (coord.lock) guards everything
  * below that changes; it is never held across a blocking call.
  */
 #ifndef RZKV_COORD_H
@@ -26,7 +28,10 @@
 #include "ring.h"
 #include "rzkv.pb-c.h"
 
-#define COORD_SLOTS          512    /* request contexts on the REP socket */
+#define COORD_IPC_SLOTS      512    /* request contexts on the IPC socket */
+#define COORD_TCP_SLOTS      512    /* requests at once from the front door */
+#define COORD_SLOTS          (COORD_IPC_SLOTS + COORD_TCP_SLOTS)
+#define FRONT_MAX_BACKTRACE  32     /* 8 hops of 4 bytes, as nng allows */
 #define COORD_MAX_CLUSTER    384    /* cluster ops at once: the rest of the
                                      * slots stay free for peers' batches,
                                      * so nodes can't starve each other */
@@ -46,11 +51,17 @@ struct topo {
     const char **names;         /* per node: its id */
 };
 
-/* A request slot on the REP socket. */
+struct front_conn;
+
+/* A request slot: a context on the IPC socket, or a front door request. */
 struct srv {
     nng_ctx ctx;
     nng_aio *aio;
     int sending;
+    struct front_conn *conn;    /* front door: the requester's connection */
+    struct srv *next_free;      /* front door: free slots */
+    uint8_t hdrlen;
+    uint8_t hdr[FRONT_MAX_BACKTRACE]; /* front door: the requester's backtrace */
 };
 
 struct coord_peer {             /* every peer dest ever opened */
@@ -99,6 +110,7 @@ struct coord {
 extern struct coord coord;
 
 /* coord.c */
+void srv_dispatch(struct srv *s, nng_msg *m);
 void srv_reply(struct srv *s, nng_msg *m);
 void srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
                      const char *fmt, ...)
@@ -109,6 +121,18 @@ void topo_unref(struct topo *t);
 #define coord_log_bad(...) coord_log_bad_at(__func__, __VA_ARGS__)
 void coord_log_bad_at(const char *func, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* coord_front.c: the front thread, its epoll, and what epoll points at */
+enum front_kind { FK_LISTEN, FK_WAKE, FK_CONN, FK_SPC };
+struct front_item {
+    enum front_kind kind;
+};
+void front_init(void);
+void front_listen(struct srv *slots, size_t nslots);
+void front_stop(void);
+void front_reply(struct srv *s, nng_msg *m);
+int front_epoll_fd(void);
+void front_wake_up(void);
 
 /* coord_cluster.c; env is consumed. */
 void cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env);

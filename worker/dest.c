@@ -1,17 +1,19 @@
 /*
  * dest.c - batched, pipelined requests to one storage worker or peer.
  *
- * One nng REQ socket per destination, DEST_INFLIGHT contexts on it.  Each
- * context carries one NodeBatch at a time; operations that arrive while
- * all contexts are busy wait in the queue and leave together in the next
- * message that a context frees up for.  A round trip costs far more than
- * an operation (DESIGN.md section 4), so under load this is what keeps
- * the message rate, not the operation rate, the cost.
+ * One connection per destination (sp.c: nng's REQ protocol, spoken on the
+ * coordinator's front thread), with DEST_INFLIGHT message slots on it.
+ * Each slot carries one NodeBatch at a time; operations that arrive while
+ * the slots are busy wait in the queue and leave together in the next
+ * message that a slot frees up for.  A round trip costs far more than an
+ * operation (DESIGN.md section 4), so under load this is what keeps the
+ * message rate, not the operation rate, the cost.
  *
- * Every operation ends in exactly one place: slot_done() for those that
- * were sent, fail_list() for those failed while queued.  Cancelling a
- * message (peer lost) only cancels its aio; slot_done() then fails its
- * operations with the reason left in the slot.
+ * A message's request id names its slot and the slot's generation, so a
+ * reply that comes after its message timed out is recognised and dropped.
+ * Every operation ends in exactly one place: slot_deliver() for those
+ * that were sent (answered, timed out, or lost with the connection),
+ * fail_list() for those failed while queued.
  */
 #include "config.h"
 
@@ -20,34 +22,32 @@
 #include <string.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 
 #include "batch.h"
 #include "dest.h"
 #include "log.h"
 #include "metrics.h"
+#include "sp.h"
 
 #define DEST_GRACE_MS 50        /* message timeout past its last deadline */
+#define CALL_ID_BIT   0x40000000u   /* request ids of dest_call()s */
+#define SLOT_ID_GEN   0xfffffu      /* slot ids: generation << 8 | slot */
 
-enum slot_state { SLOT_IDLE = 0, SLOT_SEND, SLOT_RECV };
+enum slot_state { SLOT_IDLE = 0, SLOT_BUSY };
 
 struct dest_slot {
     struct dest *d;
-    nng_ctx ctx;
-    nng_aio *aio;
     enum slot_state state;
+    uint32_t gen;               /* of the message in flight */
     struct dest_op_list ops;    /* in this message, in order */
     size_t nops;
     nng_time deadline;
     nng_time started;           /* when this message left */
-    const char *cancel_why;     /* set before cancelling the aio */
 };
 
 struct dest_call {
-    struct dest *d;
-    nng_ctx ctx;
-    nng_aio *aio;
     enum slot_state state;
+    uint32_t id;
     nng_time deadline;
     dest_call_fn cb;
     void *arg;
@@ -59,9 +59,9 @@ struct dest {
     char *url;
     enum dest_kind kind;
     nng_mtx *lock;
-    nng_socket sock;
-    nng_dialer dialer;
-    int pipes;                  /* atomic: connected pipes */
+    struct spc *conn;
+    struct buf scratch;         /* the message being sent */
+    uint32_t call_seq;
     nng_time opened;
     int retired;
     char retire_why[64];
@@ -73,8 +73,8 @@ struct dest {
     struct dest_stats stats;
 };
 
-static void slot_cb(void *arg);
-static void call_cb(void *arg);
+static void slot_deliver(struct dest_slot *s, const struct batch_reply *r,
+                         const char *err);
 
 const char *
 dest_name(const struct dest *d)
@@ -91,7 +91,7 @@ dest_url(const struct dest *d)
 int
 dest_connected(const struct dest *d)
 {
-    return __atomic_load_n(&d->pipes, __ATOMIC_RELAXED) > 0;
+    return spc_up(d->conn);
 }
 
 const char *
@@ -125,18 +125,7 @@ dest_get_stats(const struct dest *d, struct dest_stats *st)
     *st = d->stats;
 }
 
-static void
-pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-    struct dest *d = arg;
-    (void)p;
-    if (ev == NNG_PIPE_EV_ADD_POST)
-        __atomic_add_fetch(&d->pipes, 1, __ATOMIC_RELAXED);
-    else if (ev == NNG_PIPE_EV_REM_POST)
-        __atomic_sub_fetch(&d->pipes, 1, __ATOMIC_RELAXED);
-}
-
-/* A peer without a pipe fails fast, once it had time to connect. */
+/* A peer not connected fails fast, once it had time to connect. */
 static const char *
 refuse_reason(const struct dest *d, nng_time now)
 {
@@ -146,24 +135,6 @@ refuse_reason(const struct dest *d, nng_time now)
         now - d->opened >= DEST_CONNECT_GRACE)
         return "not connected";
     return NULL;
-}
-
-static nng_duration
-remaining(nng_time deadline, nng_time now)
-{
-    return deadline > now ? (nng_duration)(deadline - now) + DEST_GRACE_MS
-                          : DEST_GRACE_MS;
-}
-
-static const char *
-nng_why(int rv, const char *cancel_why)
-{
-    switch (rv) {
-    case NNG_ETIMEDOUT: return "timeout";
-    case NNG_ECANCELED: return cancel_why ? cancel_why : "canceled";
-    case NNG_ECLOSED: return "closed";
-    default: return nng_strerror(rv);
-    }
 }
 
 /* Complete every operation of list with err. */
@@ -196,8 +167,9 @@ slot_start(struct dest_slot *s, nng_time now)
         if (op->alone)
             break;
     }
-    nng_msg *m;
-    if (nng_msg_alloc(&m, batch_record_len(BATCH_ENVELOPE_NODE, body)) != 0) {
+    size_t len = batch_record_len(BATCH_ENVELOPE_NODE, body);
+    d->scratch.off = d->scratch.len = 0;
+    if (buf_reserve(&d->scratch, len) != 0) {
         struct dest_op_list failed = TAILQ_HEAD_INITIALIZER(failed);
         for (size_t i = 0; i < n; i++) {
             op = TAILQ_FIRST(&d->queue);
@@ -208,7 +180,7 @@ slot_start(struct dest_slot *s, nng_time now)
         fail_list(d, &failed, "out of memory");
         return;
     }
-    uint8_t *p = batch_put_header(nng_msg_body(m), BATCH_ENVELOPE_NODE, body);
+    uint8_t *p = batch_put_header(d->scratch.data, BATCH_ENVELOPE_NODE, body);
     s->deadline = now;
     s->nops = n;
     for (size_t i = 0; i < n; i++) {
@@ -227,12 +199,14 @@ slot_start(struct dest_slot *s, nng_time now)
     metrics_add(&metrics->u.coord.batch_messages[d->kind == DEST_PEER
                                                  ? MDEST_PEER
                                                  : MDEST_LOCAL], 1);
-    s->state = SLOT_SEND;
+    s->state = SLOT_BUSY;
+    s->gen = (s->gen + 1) & SLOT_ID_GEN;
     s->started = now;
-    s->cancel_why = NULL;
-    nng_aio_set_msg(s->aio, m);
-    nng_aio_set_timeout(s->aio, remaining(s->deadline, now));
-    nng_ctx_send(s->ctx, s->aio);
+    /* A send that finds the connection broken fails the slot through
+     * dest_conn_state before it returns: s is not touched after it. */
+    uint32_t id = s->gen << 8 | (uint32_t)(s - d->slot);
+    if (spc_send(d->conn, id, d->scratch.data, len) != 0)
+        slot_deliver(s, NULL, "not connected");
 }
 
 /*
@@ -244,8 +218,9 @@ slot_start(struct dest_slot *s, nng_time now)
 static void
 kick(struct dest *d)
 {
-    if (d->retired || d->queued == 0)
-        return;                 /* dest_tick or dest_close fail the queue */
+    if (d->retired || d->queued == 0 || !spc_up(d->conn))
+        return;                 /* dest_tick or dest_close fail the queue;
+                                 * a reconnection kicks again */
     nng_time now = nng_clock();
     for (int i = 0; i < DEST_INFLIGHT; i++) {
         const struct dest_slot *s = &d->slot[i];
@@ -326,52 +301,69 @@ slot_deliver(struct dest_slot *s, const struct batch_reply *r,
     kick(d);
 }
 
+/* Fail every message in flight with err (its replies will not come). */
 static void
-slot_cb(void *arg)
+fail_in_flight(struct dest *d, const char *err)
 {
-    struct dest_slot *s = arg;
-    struct dest *d = s->d;
-    int rv = nng_aio_result(s->aio);
-    nng_msg *reply = NULL;
-    struct batch_reply r;
-    const char *err = NULL;
+    for (int i = 0; i < DEST_INFLIGHT; i++)
+        if (d->slot[i].state != SLOT_IDLE)
+            slot_deliver(&d->slot[i], NULL, err);
+    for (struct dest_call *c = d->calls; c != NULL; c = c->next)
+        if (c->state != SLOT_IDLE) {
+            c->state = SLOT_IDLE;
+            c->cb(c->arg, NULL, err);
+        }
+}
 
-    if (s->state == SLOT_SEND) {
-        if (rv == 0) {
-            nng_mtx_lock(d->lock);
-            if (s->cancel_why != NULL) {
-                /* Cancelled just as the send completed: give up now. */
-                err = s->cancel_why;
-            } else {
-                s->state = SLOT_RECV;
-                nng_aio_set_timeout(s->aio, remaining(s->deadline,
-                                                      nng_clock()));
-                nng_ctx_recv(s->ctx, s->aio);
-                nng_mtx_unlock(d->lock);
+/* A reply, on the front thread with the lock held. */
+static void
+dest_conn_reply(void *arg, uint32_t id, const uint8_t *body, size_t len)
+{
+    struct dest *d = arg;
+
+    id &= 0x7fffffffu;
+    if (id & CALL_ID_BIT) {
+        for (struct dest_call *c = d->calls; c != NULL; c = c->next) {
+            if (c->state == SLOT_IDLE || c->id != id)
+                continue;
+            nng_msg *m = NULL;
+            c->state = SLOT_IDLE;
+            if (nng_msg_alloc(&m, len) != 0) {
+                c->cb(c->arg, NULL, "out of memory");
                 return;
             }
-        } else {
-            nng_msg_free(nng_aio_get_msg(s->aio));
-            nng_aio_set_msg(s->aio, NULL);
-            nng_mtx_lock(d->lock);
-            err = nng_why(rv, s->cancel_why);
+            memcpy(nng_msg_body(m), body, len);
+            c->cb(c->arg, m, NULL);
+            return;
         }
-    } else {
-        if (rv == 0) {
-            reply = nng_aio_get_msg(s->aio);
-            nng_aio_set_msg(s->aio, NULL);
-            if (batch_scan_reply(nng_msg_body(reply), nng_msg_len(reply),
-                                 &r) != 0)
-                err = "malformed reply";
-        } else {
-            err = nng_why(rv, s->cancel_why);
-        }
-        nng_mtx_lock(d->lock);
+        return;
     }
-    slot_deliver(s, &r, err);
-    nng_mtx_unlock(d->lock);
-    if (reply != NULL)
-        nng_msg_free(reply);
+    uint32_t i = id & 0xff;
+    if (i >= DEST_INFLIGHT)
+        return;
+    struct dest_slot *s = &d->slot[i];
+    if (s->state == SLOT_IDLE || s->gen != (id >> 8))
+        return;                 /* it timed out: too late */
+    struct batch_reply r;
+    if (batch_scan_reply(body, len, &r) != 0)
+        slot_deliver(s, NULL, "malformed reply");
+    else
+        slot_deliver(s, &r, NULL);
+}
+
+/* The connection came up (send what waits) or broke. */
+static void
+dest_conn_state(void *arg, int up, const char *why)
+{
+    struct dest *d = arg;
+    char err[96];
+
+    if (up) {
+        kick(d);
+        return;
+    }
+    snprintf(err, sizeof(err), "connection lost: %s", why);
+    fail_in_flight(d, err);
 }
 
 void
@@ -389,18 +381,22 @@ dest_tick(struct dest *d, nng_time now)
 
     if (down != NULL) {
         /* Don't let operations wait for a peer that is gone. */
-        for (int i = 0; i < DEST_INFLIGHT; i++) {
-            struct dest_slot *s = &d->slot[i];
-            if (s->state != SLOT_IDLE && s->cancel_why == NULL) {
-                s->cancel_why = down;
-                nng_aio_cancel(s->aio);
-            }
-        }
+        fail_in_flight(d, down);
         TAILQ_CONCAT(&expired, &d->queue, link);
         d->queued = 0;
         fail_list(d, &expired, down);
         return;
     }
+    for (int i = 0; i < DEST_INFLIGHT; i++) {
+        struct dest_slot *s = &d->slot[i];
+        if (s->state != SLOT_IDLE && now > s->deadline + DEST_GRACE_MS)
+            slot_deliver(s, NULL, "timeout");
+    }
+    for (struct dest_call *c = d->calls; c != NULL; c = c->next)
+        if (c->state != SLOT_IDLE && now > c->deadline) {
+            c->state = SLOT_IDLE;
+            c->cb(c->arg, NULL, "timeout");
+        }
     if (d->queued == 0)
         return;
     kick(d);                    /* a message in flight may have stalled */
@@ -432,16 +428,6 @@ call_get(struct dest *d)
             return c;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return NULL;
-    c->d = d;
-    if (nng_ctx_open(&c->ctx, d->sock) != 0) {
-        free(c);
-        return NULL;
-    }
-    if (nng_aio_alloc(&c->aio, call_cb, c) != 0) {
-        nng_ctx_close(c->ctx);
-        free(c);
-        return NULL;
-    }
     c->next = d->calls;
     d->calls = c;
     return c;
@@ -455,6 +441,8 @@ dest_call(struct dest *d, nng_msg *req, nng_duration timeout,
     const char *no = refuse_reason(d, now);
     struct dest_call *c = NULL;
 
+    if (no == NULL && !spc_up(d->conn))
+        no = "not connected";
     if (no == NULL && (c = call_get(d)) == NULL)
         no = "out of memory";
     if (no != NULL) {
@@ -464,73 +452,23 @@ dest_call(struct dest *d, nng_msg *req, nng_duration timeout,
     }
     c->cb = cb;
     c->arg = arg;
-    c->state = SLOT_SEND;
+    c->state = SLOT_BUSY;
+    c->id = CALL_ID_BIT | (d->call_seq++ & (CALL_ID_BIT - 1));
     c->deadline = now + (nng_time)timeout;
-    nng_aio_set_msg(c->aio, req);
-    nng_aio_set_timeout(c->aio, timeout);
-    nng_ctx_send(c->ctx, c->aio);
+    /* A broken connection fails it through dest_conn_state. */
+    spc_send(d->conn, c->id, nng_msg_body(req), nng_msg_len(req));
+    nng_msg_free(req);
     return 0;
-}
-
-static void
-call_cb(void *arg)
-{
-    struct dest_call *c = arg;
-    struct dest *d = c->d;
-    int rv = nng_aio_result(c->aio);
-    nng_msg *reply = NULL;
-    const char *err = NULL;
-
-    nng_mtx_lock(d->lock);
-    if (c->state == SLOT_SEND && rv == 0) {
-        c->state = SLOT_RECV;
-        nng_aio_set_timeout(c->aio, remaining(c->deadline, nng_clock()));
-        nng_ctx_recv(c->ctx, c->aio);
-        nng_mtx_unlock(d->lock);
-        return;
-    }
-    if (rv != 0) {
-        if (c->state == SLOT_SEND) {
-            nng_msg_free(nng_aio_get_msg(c->aio));
-            nng_aio_set_msg(c->aio, NULL);
-        }
-        err = nng_why(rv, NULL);
-    } else {
-        reply = nng_aio_get_msg(c->aio);
-        nng_aio_set_msg(c->aio, NULL);
-    }
-    c->state = SLOT_IDLE;
-    c->cb(c->arg, reply, err);
-    nng_mtx_unlock(d->lock);
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
-
-static int
-set_options(struct dest *d, size_t recvmax)
-{
-    int rv;
-    if ((rv = nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ,
-                                  d->kind == DEST_STORAGE ? 0 : recvmax)) != 0 ||
-        (rv = nng_socket_set_ms(d->sock, NNG_OPT_REQ_RESENDTIME,
-                                NNG_DURATION_INFINITE)) != 0 ||
-        (rv = nng_socket_set_ms(d->sock, NNG_OPT_RECONNMINT, 10)) != 0 ||
-        (rv = nng_socket_set_ms(d->sock, NNG_OPT_RECONNMAXT, 250)) != 0)
-        return rv;
-    if ((rv = nng_pipe_notify(d->sock, NNG_PIPE_EV_ADD_POST, pipe_event,
-                              d)) != 0 ||
-        (rv = nng_pipe_notify(d->sock, NNG_PIPE_EV_REM_POST, pipe_event,
-                              d)) != 0)
-        return rv;
-    return 0;
-}
 
 struct dest *
 dest_open(const char *name, const char *url, enum dest_kind kind,
           nng_mtx *lock, size_t recvmax, char *err, size_t errlen)
 {
     struct dest *d = calloc(1, sizeof(*d));
-    int rv;
+    char why[256];
 
     if (d == NULL || (d->name = strdup(name)) == NULL ||
         (d->url = strdup(url)) == NULL) {
@@ -541,35 +479,20 @@ dest_open(const char *name, const char *url, enum dest_kind kind,
     d->lock = lock;
     d->opened = nng_clock();
     TAILQ_INIT(&d->queue);
-    if ((rv = nng_req0_open(&d->sock)) != 0) {
-        snprintf(err, errlen, "%s: nng_req0_open: %s", name, nng_strerror(rv));
+    for (int i = 0; i < DEST_INFLIGHT; i++) {
+        d->slot[i].d = d;
+        TAILQ_INIT(&d->slot[i].ops);
+    }
+    /* A storage worker's replies are not limited: a batch of reads
+     * answers with all their values.  A reply carries a request id. */
+    d->conn = spc_open(url, kind == DEST_STORAGE ? 0 : recvmax + 4, lock,
+                       dest_conn_reply, dest_conn_state, d, why,
+                       sizeof(why));
+    if (d->conn == NULL) {
+        snprintf(err, errlen, "%s: %s", name, why);
         goto fail;
     }
-    if ((rv = set_options(d, recvmax)) != 0) {
-        snprintf(err, errlen, "%s: socket options: %s", name,
-                 nng_strerror(rv));
-        goto close;
-    }
-    for (int i = 0; i < DEST_INFLIGHT; i++) {
-        struct dest_slot *s = &d->slot[i];
-        s->d = d;
-        TAILQ_INIT(&s->ops);
-        if ((rv = nng_ctx_open(&s->ctx, d->sock)) != 0 ||
-            (rv = nng_aio_alloc(&s->aio, slot_cb, s)) != 0) {
-            snprintf(err, errlen, "%s: context: %s", name, nng_strerror(rv));
-            goto close;
-        }
-    }
-    if ((rv = nng_dial(d->sock, url, &d->dialer, NNG_FLAG_NONBLOCK)) != 0) {
-        snprintf(err, errlen, "%s: dial %s: %s", name, url, nng_strerror(rv));
-        goto close;
-    }
     return d;
-close:
-    nng_close(d->sock);
-    for (int i = 0; i < DEST_INFLIGHT; i++)
-        if (d->slot[i].aio != NULL)
-            nng_aio_free(d->slot[i].aio);
 fail:
     if (d != NULL) {
         free(d->name);
@@ -589,7 +512,7 @@ dest_retire(struct dest *d, const char *why)
 void
 dest_hangup(struct dest *d)
 {
-    nng_dialer_close(d->dialer);
+    spc_hangup(d->conn);
 }
 
 void
@@ -600,21 +523,9 @@ dest_close(struct dest *d)
     nng_mtx_lock(d->lock);
     dest_retire(d, "closed");
     nng_mtx_unlock(d->lock);
-    /* Closing aborts every aio; their callbacks fail what was in flight
-     * (taking the lock), and nng_aio_free waits for them. */
-    nng_close(d->sock);
-    for (int i = 0; i < DEST_INFLIGHT; i++) {
-        nng_aio_free(d->slot[i].aio);
-        d->slot[i].aio = NULL;
-    }
-    struct dest_call *c, *next;
-    for (c = d->calls; c != NULL; c = next) {
-        next = c->next;
-        nng_aio_free(c->aio);
-        free(c);
-    }
-    d->calls = NULL;
+    spc_hangup(d->conn);
     nng_mtx_lock(d->lock);
+    fail_in_flight(d, "closed");
     struct dest_op_list left = TAILQ_HEAD_INITIALIZER(left);
     TAILQ_CONCAT(&left, &d->queue, link);
     d->queued = 0;

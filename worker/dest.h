@@ -73,7 +73,8 @@ struct dest;
 typedef void (*dest_call_fn)(void *arg, nng_msg *reply, const char *err);
 
 /*
- * Open a REQ socket dialing url (non-blocking, reconnecting forever).
+ * Open a connection to url (ipc:// or tcp://), dialed by the front
+ * thread and redialed forever (sp.c).
  * name is for messages ("storage 1", "node n2").  A peer's replies are
  * limited to recvmax bytes (its front door's limit too); a local storage
  * worker's are not, since a batch of reads answers with all their values.

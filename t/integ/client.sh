@@ -3,7 +3,7 @@
 # exit statuses, raw and binary values (command line, stdin, file), JSON,
 # client options before and after the command, failover from a stopped
 # node, UNAVAILABLE without a quorum, UNKNOWN for a write that timed out.
-# Ports 18400-18402 (metrics 19400-19402).
+# Ports 18400-18402 (metrics 19400-19402), and 18405 for a mute node.
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
@@ -180,23 +180,53 @@ run ctl -a :18402 -c one get k1
 is "  but -c one reads from the one replica left" "$rc/$out" "0/vk1"
 
 # ---- UNKNOWN: a write that timed out after it was sent --------------------
-coord=$(ctl status --json --local --dir "$D" | json "[w['pid'] for n in d['nodes'] if n['id'] == '3' for w in n['workers'] if w['role'] == 'coordinator'][0]")
+# A mute node: it takes connections and requests (nng's SP handshake, as
+# REP) and never answers.
+python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 18405))
+s.listen(16)
+print("ready", flush=True)
+held = []
+while True:
+    c, _ = s.accept()
+    c.sendall(b"\0SP\0\x00\x31\0\0")
+    held.append(c)
+' >"$T/mute.out" 2>&1 &
+mute=$!
+tap_pids="$tap_pids $mute"
 run ctl start --local --dir "$D"
 is "restart nodes 1 and 2" "$rc" 0
-if [ -n "$coord" ] && kill -STOP "$coord" 2>/dev/null; then
-    stopped_pid=$coord
+if wait_until 5 grep -q ready "$T/mute.out"; then
     t0=$(now_ms)
-    run ctl -a :18402,:18400 -t 300 set late value
+    run ctl -a :18405,:18400 -t 300 set late value
     t1=$(now_ms)
     is "a write to a node that does not answer is UNKNOWN (4)" "$rc" 4
     like "  and says so" "$err" \
-        "^rzkvctl set: UNKNOWN: timed out after 550 ms waiting for :18402"
+        "^rzkvctl set: UNKNOWN: timed out after 550 ms waiting for :18405"
     ok "  within the timeout and its grace ($((t1 - t0)) ms)" \
         test $((t1 - t0)) -lt 2000
     run ctl -a :18400 get late
     is "  it was not sent to the next node" "$rc" 1
-    run ctl -a :18402,:18400 -t 300 get k1
+    run ctl -a :18405,:18400 -t 300 get k1
     is "a read moves on to the next node" "$rc/$out" "0/vk1"
+else
+    tap_result 1 "the mute node listens"
+fi
+kill "$mute" 2>/dev/null
+
+# A node whose coordinator hangs (SIGSTOP) takes no connection: the kernel
+# queues it, the handshake never comes, and a write was never sent, so it
+# goes to the next node.
+coord=$(ctl status --json --local --dir "$D" | json "[w['pid'] for n in d['nodes'] if n['id'] == '3' for w in n['workers'] if w['role'] == 'coordinator'][0]")
+if [ -n "$coord" ] && kill -STOP "$coord" 2>/dev/null; then
+    stopped_pid=$coord
+    run ctl -a :18402,:18400 -t 1000 set hung value
+    is "a write through a node whose coordinator hangs goes to the next" \
+        "$rc" 0
+    is "  and is there" "$(ctl -a :18400 get hung 2>&1)" value
     kill -CONT "$coord"
     stopped_pid=
     run ctl -a :18402 get k1

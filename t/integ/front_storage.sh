@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # front_storage.sh - a peer's NodeBatch at a node with one storage worker
-# goes from the front door straight to that worker (supervisor/
-# sup_front.c), skipping the coordinator; a node with two storage workers
+# goes from the front door straight to that worker (worker/
+# coord_front.c), undecoded; a node with two storage workers
 # keeps the coordinator path.  Both answer the same: results in order,
 # bad operations refused one by one, and a reply that would not fit a
 # message trimmed to TOO_LARGE "resend alone" for its largest results.
@@ -37,9 +37,9 @@ out=$(ctl start --local --dir "$D" 2>&1); rc=$?
 is "it starts with node 3 on two storage workers" "$rc" 0
 [ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
 like "node 1's front door sends peers' batches to its storage worker" \
-    "$(grep 'front door listening' "$D/log/node-1.log" | tail -1)" \
-    "peers' batches to the storage worker"
-line=$(grep 'front door listening' "$D/log/node-3.log" | tail -1)
+    "$(grep 'front door: serving' "$D/log/node-1.log" | tail -1)" \
+    "peers' batches go straight to storage worker 0"
+line=$(grep 'front door: serving' "$D/log/node-3.log" | tail -1)
 ok "node 3's does not (two storage workers)" \
     test -n "$line" -a "${line#*peers}" = "$line"
 
@@ -113,7 +113,7 @@ for n in json.load(sys.stdin)['nodes']:
 ok "node 1's storage worker is running" test -n "$st"
 kill -9 "$st"
 # A batch the front door handed to the worker in the instant before it
-# died is lost with it (raw REQ/REP does not resend; the asking coordinator
+# died is lost with it (the forwarding does not resend; the asking coordinator
 # counts it as that replica's timeout).  So one batch may go unanswered if
 # it races the kill; the next one must be answered, by the coordinator or
 # by the restarted worker.

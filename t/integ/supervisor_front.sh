@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# supervisor_front.sh - the front door: each node's one TCP address is held
-# by its supervisor (an nng device to the coordinators), so it keeps
+# supervisor_front.sh - the front door: each node's one TCP address is bound
+# by its supervisor and served by its coordinators, so it keeps
 # serving through kill -9 of a coordinator or a storage worker; it carries
 # large values, and refuses messages larger than node.max_value_size allows.
 # Ports 18250-18252 (metrics 19250-19252).
@@ -67,8 +67,18 @@ ok "  at once ($((t1 - t0)) ms)" test $((t1 - t0)) -lt 5000
 is "  the supervisor is unharmed" "$(wpid 1 rzkvd)" "$sup"
 ok "  and node 1 still serves" "$RZKVCTL" -a "$A1" get greeting
 
+# More requests at once than a coordinator takes (COORD_TCP_SLOTS, 512):
+# it stops reading until slots come free, and every request is answered.
+out=$(timeout 60 "$RZKVCTL" bench -a "$A1" -c 700 -n 14000 --op health \
+      --no-progress --json 2>&1)
+is "700 requests at once through one node: all 14000 answered OK" \
+    "$(printf '%s' "$out" | python3 -c 'import json,sys
+d = json.load(sys.stdin); print(d["ok"], d["results"].get("OK"))' 2>&1)" \
+    "14000 14000"
+
 # Stop while clients are connected and busy: nng_device() deadlocked in
-# nng_close() here (nanomsg/nng#1503), the forwarders must not.
+# nng_close() here (nanomsg/nng#1503), and so could the client's own
+# nng_close(); neither may hang the stop or the client.
 "$RZKVCTL" bench -a "$A1,$A3" -c 8 -d 4 --op health >/dev/null 2>&1 &
 BENCH=$!
 tap_pids="$tap_pids $BENCH"
@@ -78,6 +88,8 @@ ok "stop --local while clients are busy" \
     timeout 20 "$RZKVCTL" stop --local --dir "$D"
 t1=$(now_ms)
 ok "  within 6 s ($((t1 - t0)) ms)" test $((t1 - t0)) -lt 6000
+gone() { ! kill -0 "$BENCH" 2>/dev/null; }
+ok "  and the busy client exits too" wait_until 15 gone
 wait "$BENCH" 2>/dev/null
 refused() { ! bash -c "exec 3<>/dev/tcp/127.0.0.1/18250" 2>/dev/null; }
 ok "  the front door is closed" refused
