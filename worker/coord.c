@@ -37,6 +37,7 @@
 #include "ipcguard.h"
 #include "log.h"
 #include "metrics.h"
+#include "sp.h"
 #include "wire.h"
 #include "worker.h"
 
@@ -589,7 +590,7 @@ shutdown_all(void)
     nng_close(coord.rep);
     for (int i = 0; i < COORD_IPC_SLOTS; i++)
         nng_aio_free(coord.srv[i].aio);
-    front_stop();
+    sp_loop_stop();
 }
 
 int
@@ -611,7 +612,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
         fatalx("nng_mtx_alloc: %s", nng_strerror(rv));
     coord.recvmax = (size_t)node->max_value_size + (1u << 20);
 
-    front_init();
+    sp_loop_init();
     open_storage();
     if ((coord.topo = topo_build(conf, err, sizeof(err))) == NULL)
         fatalx_config("%s", err);

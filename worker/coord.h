@@ -4,13 +4,15 @@
  *   coord.c          coord_main(): sockets, request slots, the tick,
  *                    reload and stop
  *   coord_front.c    the node's TCP address: clients' and peers'
- *                    connections, served on one epoll thread
+ *                    connections, served on the loop thread (sp_loop.c),
+ *                    which also carries dest.c's connections
  *   coord_cluster.c  the Cluster API: quorum reads and writes (ABD)
  *   coord_node.c     the Node API from peers: NodeBatch split over the
  *                    local storage workers, key listing, node info
  *
- * Threads: nng's callbacks and the front door's.  One lock (coord.lock) guards everything
- * below that changes; it is never held across a blocking call.
+ * Threads: the loop's (sp_loop.c), the tick's, nng's callbacks (the IPC
+ * socket).  One lock (coord.lock) guards everything below that changes;
+ * it is never held across a blocking call.
  */
 #ifndef RZKV_COORD_H
 #define RZKV_COORD_H
@@ -51,14 +53,14 @@ struct topo {
     const char **names;         /* per node: its id */
 };
 
-struct front_conn;
+struct sp_conn;
 
 /* A request slot: a context on the IPC socket, or a front door request. */
 struct srv {
     nng_ctx ctx;
     nng_aio *aio;
     int sending;
-    struct front_conn *conn;    /* front door: the requester's connection */
+    struct sp_conn *conn;       /* front door: the requester's connection */
     struct srv *next_free;      /* front door: free slots */
     uint8_t hdrlen;
     uint8_t hdr[FRONT_MAX_BACKTRACE]; /* front door: the requester's backtrace */
@@ -122,17 +124,9 @@ void topo_unref(struct topo *t);
 void coord_log_bad_at(const char *func, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* coord_front.c: the front thread, its epoll, and what epoll points at */
-enum front_kind { FK_LISTEN, FK_WAKE, FK_CONN, FK_SPC };
-struct front_item {
-    enum front_kind kind;
-};
-void front_init(void);
+/* coord_front.c: the node's address, on the loop thread (sp_loop.c) */
 void front_listen(struct srv *slots, size_t nslots);
-void front_stop(void);
 void front_reply(struct srv *s, nng_msg *m);
-int front_epoll_fd(void);
-void front_wake_up(void);
 
 /* coord_cluster.c; env is consumed. */
 void cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env);

@@ -1,12 +1,12 @@
 /*
  * sp.c - nng's SP wire protocol: buffers, framing, and the REQ side's
- * connections (spc), driven by the coordinator's front thread.
+ * connections (spc), driven by the loop thread (sp_loop.c).
  *
  * An spc is one connection to one REP socket, dialed again after every
  * failure (SPC_RETRY_MIN_MS doubling to SPC_RETRY_MAX_MS).  Sends are
  * written straight to the socket by the sending thread, under the lock
  * the owner gave (the coordinator's); what the socket does not take waits
- * in the connection's buffer for the front thread, which also reads the
+ * in the connection's buffer for the loop thread, which also reads the
  * replies and hands each to the owner's callback, under that lock.  A
  * request id belongs to the owner (dest.c): the connection only carries
  * it and gives it back with the reply.
@@ -31,7 +31,6 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "coord.h"
 #include "log.h"
 #include "sp.h"
 
@@ -159,7 +158,7 @@ sp_backtrace_len(const uint8_t *p, size_t len)
 enum spc_state { SPC_DOWN, SPC_CONNECTING, SPC_HANDSHAKE, SPC_UP };
 
 struct spc {
-    struct front_item item;     /* first: what epoll points at */
+    struct sp_item item;        /* first: what epoll points at */
     nng_mtx *lock;
     int ipc;                    /* IPC framing, else TCP */
     char host[256], port[16];   /* tcp */
@@ -184,12 +183,12 @@ static pthread_mutex_t spc_all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct spc *spc_all;
 static _Atomic nng_time spc_next_poll;  /* spc_poll is due at */
 
-/* Some connection is down: the front thread should dial soon. */
+/* Some connection is down: the loop thread should dial soon. */
 static void
 spc_poll_soon(void)
 {
     spc_next_poll = 0;
-    front_wake_up();
+    sp_loop_wake();
 }
 
 static void
@@ -200,7 +199,7 @@ spc_arm(struct spc *c)
                   : EPOLLIN | (c->want_out ? EPOLLOUT : 0),
         .data.ptr = &c->item,
     };
-    if (epoll_ctl(front_epoll_fd(), EPOLL_CTL_MOD, c->fd, &ev) != 0)
+    if (epoll_ctl(sp_loop_epoll_fd(), EPOLL_CTL_MOD, c->fd, &ev) != 0)
         log_warn("%s: epoll_ctl", c->ipc ? c->path : c->host);
 }
 
@@ -211,7 +210,7 @@ spc_down(struct spc *c, const char *why)
     if (c->fd < 0)
         return;
     int was_up = c->state == SPC_UP;
-    epoll_ctl(front_epoll_fd(), EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(sp_loop_epoll_fd(), EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
     c->state = SPC_DOWN;
@@ -310,7 +309,7 @@ spc_dial(struct spc *c, nng_time now)
     if (fd < 0)
         return;
     struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = &c->item };
-    if (epoll_ctl(front_epoll_fd(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (epoll_ctl(sp_loop_epoll_fd(), EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
         return;
     }
@@ -318,7 +317,7 @@ spc_dial(struct spc *c, nng_time now)
     c->state = SPC_CONNECTING;
 }
 
-/* Front thread: dial what is down and due; ms until the next due dial,
+/* Loop thread: dial what is down and due; ms until the next due dial,
  * or -1 if every connection is up. */
 int
 spc_poll(nng_time now)
@@ -404,9 +403,9 @@ spc_parse(struct spc *c)
     buf_trim(&c->in);
 }
 
-/* Front thread: events on c's socket. */
+/* Loop thread: events on c's socket. */
 void
-spc_event(struct front_item *item, uint32_t events)
+spc_event(struct sp_item *item, uint32_t events)
 {
     struct spc *c = (struct spc *)item;
     nng_mtx_lock(c->lock);
@@ -512,7 +511,7 @@ spc_open(const char *url, size_t recvmax, nng_mtx *lock, spc_reply_fn reply,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    c->item.kind = FK_SPC;
+    c->item.kind = SP_ITEM_SPC;
     c->lock = lock;
     c->recvmax = recvmax ? recvmax : SIZE_MAX;
     c->reply = reply;

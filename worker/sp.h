@@ -4,7 +4,7 @@
  * nng 1.5 hands every message between several threads on each side of
  * each hop, and on a small machine those handoffs cost more than the work
  * (bench/RESULTS.md).  So the coordinator does its socket I/O on one
- * epoll thread (coord_front.c) and speaks the protocol directly; its
+ * epoll thread (sp_loop.c) and speaks the protocol directly; its
  * peers, clients and storage workers are ordinary nng sockets and see no
  * difference.
  *
@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #define SP_PROTO_REQ        0x30    /* nng's REQ v0 */
 #define SP_PROTO_REP        0x31    /* nng's REP v0 */
@@ -53,9 +54,9 @@ size_t sp_backtrace_len(const uint8_t *p, size_t len);
 
 /*
  * An SP REQ connection to one REP socket (a storage worker over IPC or a
- * peer node over TCP), dialed and redialed by the front thread.  Every
+ * peer node over TCP), dialed and redialed by the loop thread.  Every
  * call but spc_open is made with lock held, and the callbacks run with it
- * held, on the front thread.
+ * held, on the loop thread.
  */
 struct spc;
 /* A reply for request id; body is valid during the call only. */
@@ -75,9 +76,46 @@ int spc_up(const struct spc *c);
 /* Close and stop dialing; call without the lock. */
 void spc_hangup(struct spc *c);
 
-/* The front thread's side (coord_front.c). */
-struct front_item;
-void spc_event(struct front_item *item, uint32_t events);
+/* ---- the loop (sp_loop.c) ------------------------------------------------ */
+
+/* What epoll's data points at: each object starts with its kind. */
+enum sp_item_kind { SP_ITEM_LISTEN, SP_ITEM_WAKE, SP_ITEM_CONN, SP_ITEM_SPC };
+struct sp_item {
+    enum sp_item_kind kind;
+};
+
+/* A connection served by the loop (the REP side). */
+struct sp_conn;
+
+/*
+ * A whole request from c, on the loop thread: hdr is the requester's
+ * backtrace, to be given back with the reply; both pointers are valid
+ * during the call only.  Return 0 (taken), or -1 (no room now: the loop
+ * stops reading c until sp_loop_resume()).
+ */
+typedef int (*sp_request_fn)(struct sp_conn *c, const uint8_t *hdr,
+                             size_t hdrlen, const uint8_t *body, size_t len);
+
+/* Start the loop thread (before any spc_open). */
+void sp_loop_init(void);
+/* Serve a listening socket: framing IPC or TCP, messages up to maxmsg. */
+void sp_loop_listen(int fd, int ipc, size_t maxmsg, sp_request_fn request);
+/* Room for requests came (any thread): read the stalled connections. */
+void sp_loop_resume(void);
+/* Stop the thread and close every connection (at exit). */
+void sp_loop_stop(void);
+int sp_loop_epoll_fd(void);
+void sp_loop_wake(void);
+
+/* A request holds its connection from the call to its reply. */
+void sp_conn_ref(struct sp_conn *c);
+void sp_conn_unref(struct sp_conn *c);
+/* Reply, from any thread; dropped if c closed meanwhile. */
+void sp_conn_reply(struct sp_conn *c, const uint8_t *hdr, size_t hdrlen,
+                   const void *body, size_t len);
+
+/* The loop's side of spc. */
+void spc_event(struct sp_item *item, uint32_t events);
 int spc_poll(nng_time now);
 
 #endif
