@@ -4,16 +4,18 @@
  *
  *   rzkvd -P storage -I INSTANCE NODE.yml CLUSTER.yml
  *
- * Listens (nng REP, many contexts in flight) on ipc://RUN_DIR/storage-I.ipc
- * and owns DATA_DIR/shard-I.db.  It answers NodeBatch (ReplicaGet,
+ * Serves ipc://RUN_DIR/storage-I.ipc (nng's REP protocol, spoken by
+ * sp_loop.c: up to STORAGE_CONTEXTS requests in flight) and owns
+ * DATA_DIR/shard-I.db.  It answers NodeBatch (ReplicaGet,
  * ReplicaSet, ClockGet, ClockSet; one result per operation, in order),
  * ListKeys, NodeInfoRequest and HealthRequest; anything else gets an
  * UNSUPPORTED reply, undecodable bytes an INVALID one.
  *
  * Threads and the path of a request:
- *  - nng's callback threads decode requests.  Batches of reads only
- *    (ReplicaGet, ClockGet), listings, info and health are answered there,
- *    from a pooled WAL read connection: reads never wait behind an fsync.
+ *  - The loop thread (sp_loop.c) reads and decodes requests.  Batches of
+ *    reads only (ReplicaGet, ClockGet), listings, info and health are
+ *    answered there, from a pooled WAL read connection: reads never wait
+ *    behind an fsync.
  *  - A batch with any write (ReplicaSet, ClockSet) is queued for the one
  *    writer thread.  It takes everything queued, applies it all in one
  *    transaction and commits (one fsync for the lot in node.durability
@@ -29,7 +31,7 @@
  *       standalone; in-flight requests were answered, the database closed.
  *       Also when the supervisor's channel reaches EOF: the worker exits at
  *       once (every acknowledged write is already durable).
- *   1   environment failure (memory, nng, another live worker on the
+ *   1   environment failure (memory, sockets, another live worker on the
  *       socket): the supervisor restarts it with backoff.
  *   78  RZKV_EXIT_CONFIG, do not restart: the data or run directory or the
  *       database can't be created or opened, the database is corrupt
@@ -52,19 +54,19 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 
 #include "batch.h"
 #include "conf.h"
-#include "ipcguard.h"
 #include "log.h"
 #include "metrics.h"
 #include "ring.h"
+#include "sp.h"
 #include "store.h"
 #include "wire.h"
 #include "worker.h"
 
 #define STORAGE_CONTEXTS        128         /* requests in flight */
+#define STORAGE_BACKLOG         128         /* connections waiting */
 #define STORAGE_RECV_HEADROOM   (1u << 20)  /* message bytes beyond a value */
 #define STORAGE_MAX_BATCH_OPS   65536
 #define STORAGE_LIST_DEFAULT    1000
@@ -110,12 +112,12 @@ struct op_out {
 
 struct storage;
 
-/* One nng REP context: one request at a time, from receive to reply. */
+/* One request in flight, from receive to reply. */
 struct sctx {
     struct storage *sw;
-    nng_ctx ctx;
-    nng_aio *aio;
-    int sending;
+    struct sp_conn *conn;       /* the requester's connection */
+    uint8_t hdrlen;
+    uint8_t hdr[SP_MAX_BACKTRACE];  /* its backtrace, for the reply */
     /* The batch being served. */
     nng_msg *msg;
     Rzkv__Envelope *env;
@@ -123,7 +125,7 @@ struct sctx {
     Rzkv__NodeResult **results; /* &out[i].res, for the reply */
     size_t nout;
     size_t out_cap;
-    struct sctx *next;          /* writer queue, then reply queue */
+    struct sctx *next;          /* writer queue, reply queue, or free */
     int committed;              /* the group's transaction committed */
     struct clock clock;         /* the clock after it */
     uint64_t start_ns;          /* received at, for metrics.h */
@@ -135,8 +137,10 @@ struct storage {
     uint64_t max_value;
     struct store *store;
     struct store_stats counted; /* writer: commits, fsyncs in metrics */
-    nng_socket sock;
+    int listen_fd;
     struct sctx ctxs[STORAGE_CONTEXTS];
+    pthread_mutex_t free_lock;
+    struct sctx *free_ctxs;     /* not serving a request */
     pthread_t writer;
     pthread_t replier;
 
@@ -159,7 +163,7 @@ struct storage {
     unsigned bad_dropped;
 };
 
-static void ctx_callback(void *arg);
+static struct storage self;     /* large (contexts): not on the stack */
 
 /* ---- logging of bad input: one line each, at most N a second ---------- */
 
@@ -202,11 +206,27 @@ bad_request(struct storage *sw, const char *fmt, ...)
 
 /* ---- request lifecycle ------------------------------------------------ */
 
+/* c is free for the next request. */
 static void
-ctx_recv(struct sctx *c)
+ctx_put(struct sctx *c)
 {
-    c->sending = 0;
-    nng_ctx_recv(c->ctx, c->aio);
+    struct storage *w = c->sw;
+    pthread_mutex_lock(&w->free_lock);
+    c->next = w->free_ctxs;
+    w->free_ctxs = c;
+    pthread_mutex_unlock(&w->free_lock);
+    sp_loop_resume();
+}
+
+static struct sctx *
+ctx_take(struct storage *w)
+{
+    pthread_mutex_lock(&w->free_lock);
+    struct sctx *c = w->free_ctxs;
+    if (c != NULL)
+        w->free_ctxs = c->next;
+    pthread_mutex_unlock(&w->free_lock);
+    return c;
 }
 
 /* Free what the request held, keeping a small result array for reuse. */
@@ -237,16 +257,27 @@ request_done(struct storage *sw)
     pthread_mutex_unlock(&sw->lock);
 }
 
-/* Send msg (already packed with the reply) and free the request. */
+/* The request is over (answered or dropped): let go of everything. */
+static void
+ctx_finish(struct sctx *c)
+{
+    nng_msg_free(c->msg);
+    c->msg = NULL;
+    ctx_release(c);
+    sp_conn_unref(c->conn);
+    c->conn = NULL;
+    request_done(c->sw);
+    ctx_put(c);
+}
+
+/* Send c->msg (already packed with the reply) and free the request;
+ * from any thread. */
 static void
 ctx_send(struct sctx *c)
 {
-    nng_msg *msg = c->msg;
-    c->msg = NULL;
-    ctx_release(c);
-    c->sending = 1;
-    nng_aio_set_msg(c->aio, msg);
-    nng_ctx_send(c->ctx, c->aio);
+    sp_conn_reply(c->conn, c->hdr, c->hdrlen, nng_msg_body(c->msg),
+                  nng_msg_len(c->msg));
+    ctx_finish(c);
 }
 
 static void
@@ -257,11 +288,7 @@ reply_pack(struct sctx *c, const Rzkv__Reply *reply)
                         "out of memory packing the reply") != 0) {
         /* Can't even say so: drop it; the client's request times out. */
         log_warnx("out of memory: request dropped");
-        nng_msg_free(c->msg);
-        c->msg = NULL;
-        ctx_release(c);
-        request_done(c->sw);
-        ctx_recv(c);
+        ctx_finish(c);
         return;
     }
     ctx_send(c);
@@ -935,40 +962,35 @@ handle_request(struct sctx *c)
     }
 }
 
-static void
-ctx_callback(void *arg)
+/* A request, on the loop thread (sp_loop.c); -1: no context free. */
+static int
+storage_request(struct sp_conn *conn, const uint8_t *hdr, size_t hdrlen,
+                const uint8_t *body, size_t len)
 {
-    struct sctx *c = arg;
-    struct storage *sw = c->sw;
-    int rv = nng_aio_result(c->aio);
-
-    if (c->sending) {
-        if (rv != 0) {
-            /* The requester is gone; its message is still ours. */
-            nng_msg_free(nng_aio_get_msg(c->aio));
-        }
-        request_done(sw);
-        if (rv != NNG_ECLOSED)
-            ctx_recv(c);
-        return;
+    struct sctx *c = ctx_take(&self);
+    if (c == NULL)
+        return -1;
+    if (nng_msg_alloc(&c->msg, len) != 0) {
+        bad_request(&self, "out of memory for a %zu-byte request: dropped",
+                    len);
+        ctx_put(c);
+        return 0;
     }
-    if (rv != 0) {
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-            return;             /* shutting down */
-        log_warnx("receive: %s", nng_strerror(rv));
-        ctx_recv(c);
-        return;
-    }
-    c->msg = nng_aio_get_msg(c->aio);
+    memcpy(nng_msg_body(c->msg), body, len);
+    c->conn = conn;
+    sp_conn_ref(conn);
+    c->hdrlen = (uint8_t)hdrlen;
+    memcpy(c->hdr, hdr, hdrlen);
     c->start_ns = metrics_now_ns();
-    pthread_mutex_lock(&sw->lock);
-    sw->inflight++;
-    int stopping = sw->stopping;
-    pthread_mutex_unlock(&sw->lock);
+    pthread_mutex_lock(&self.lock);
+    self.inflight++;
+    int stopping = self.stopping;
+    pthread_mutex_unlock(&self.lock);
     if (stopping)
         reply_error(c, RZKV__STATUS__STOPPING, "storage worker is stopping");
     else
         handle_request(c);
+    return 0;
 }
 
 /* ---- start and stop --------------------------------------------------- */
@@ -1063,7 +1085,6 @@ static void
 storage_listen(struct storage *sw, const struct node_conf *node)
 {
     char url[4096];
-    int rv;
 
     if (make_dirs(node->run_dir) != 0)
         fatalx_config("cannot create run directory %s: %s", node->run_dir,
@@ -1075,22 +1096,20 @@ storage_listen(struct storage *sw, const struct node_conf *node)
         fatalx_config("socket path %s is too long (node.run_dir)", path);
     clear_stale_socket(path);
 
-    if ((rv = nng_rep0_open(&sw->sock)) != 0)
-        fatalx("nng_rep0_open: %s", nng_strerror(rv));
-    /* Larger messages are dropped by nng before they are read. */
-    nng_socket_set_size(sw->sock, NNG_OPT_RECVMAXSZ,
-                        (size_t)sw->max_value + STORAGE_RECV_HEADROOM);
-    for (int i = 0; i < STORAGE_CONTEXTS; i++) {
-        struct sctx *c = &sw->ctxs[i];
-        c->sw = sw;
-        if ((rv = nng_ctx_open(&c->ctx, sw->sock)) != 0 ||
-            (rv = nng_aio_alloc(&c->aio, ctx_callback, c)) != 0)
-            fatalx("nng context: %s", nng_strerror(rv));
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+        listen(fd, STORAGE_BACKLOG) != 0)
+        fatal("listen on %s", url);
+    sw->listen_fd = fd;
+    for (int i = STORAGE_CONTEXTS; i-- > 0;) {
+        sw->ctxs[i].sw = sw;
+        ctx_put(&sw->ctxs[i]);
     }
-    if ((rv = ipcguard_listen(sw->sock, url)) != 0)
-        fatalx("listen on %s: %s", url, nng_strerror(rv));
-    for (int i = 0; i < STORAGE_CONTEXTS; i++)
-        ctx_recv(&sw->ctxs[i]);
+    /* Larger messages close their connection before they are read. */
+    sp_loop_listen(fd, 1, (size_t)sw->max_value + STORAGE_RECV_HEADROOM,
+                   storage_request);
     log_info("listening on %s", url);
 }
 
@@ -1120,17 +1139,9 @@ storage_stop(struct storage *sw)
     pthread_mutex_unlock(&sw->lock);
     pthread_join(sw->replier, NULL);    /* and answers it */
 
-    /*
-     * Stop every context's aio before closing the socket: with nng 1.5.2,
-     * nng_close while peers keep sending and our callbacks re-arm their
-     * contexts hung in 4 of 15 stops under load (0 of 45 this way); see
-     * nng issue #1813.
-     */
-    for (int i = 0; i < STORAGE_CONTEXTS; i++)
-        nng_aio_stop(sw->ctxs[i].aio);
-    nng_close(sw->sock);
+    sp_loop_stop();
+    close(sw->listen_fd);
     for (int i = 0; i < STORAGE_CONTEXTS; i++) {
-        nng_aio_free(sw->ctxs[i].aio);
         ctx_release(&sw->ctxs[i]);
         free(sw->ctxs[i].out);
         free(sw->ctxs[i].results);
@@ -1153,37 +1164,38 @@ int
 storage_main(const struct node_conf *node, const char *cluster_path,
              int instance)
 {
-    static struct storage sw;   /* large (contexts): not on the stack */
     (void)cluster_path;         /* a shard needs no cluster view */
 
     worker_setup(ROLE_STORAGE, instance);
     if (instance < 0 || instance >= node->storage_workers)
         fatalx_config("instance %d out of range: node.storage_workers is %d",
                       instance, node->storage_workers);
-    sw.instance = instance;
-    sw.max_value = node->max_value_size;
-    sw.shards = (unsigned)node->storage_workers;
-    pthread_mutex_init(&sw.lock, NULL);
-    pthread_mutex_init(&sw.bad_lock, NULL);
-    pthread_cond_init(&sw.work, NULL);
-    pthread_cond_init(&sw.replies, NULL);
-    pthread_cond_init(&sw.idle, NULL);
-    sw.queue_tail = &sw.queue_head;
-    sw.reply_tail = &sw.reply_head;
+    self.instance = instance;
+    self.max_value = node->max_value_size;
+    self.shards = (unsigned)node->storage_workers;
+    pthread_mutex_init(&self.lock, NULL);
+    pthread_mutex_init(&self.bad_lock, NULL);
+    pthread_mutex_init(&self.free_lock, NULL);
+    pthread_cond_init(&self.work, NULL);
+    pthread_cond_init(&self.replies, NULL);
+    pthread_cond_init(&self.idle, NULL);
+    self.queue_tail = &self.queue_head;
+    self.reply_tail = &self.reply_head;
 
-    storage_open_db(&sw, node);         /* new epoch committed here */
-    storage_metrics_open(&sw, node);
-    if (pthread_create(&sw.writer, NULL, writer_main, &sw) != 0 ||
-        pthread_create(&sw.replier, NULL, replier_main, &sw) != 0)
+    storage_open_db(&self, node);       /* new epoch committed here */
+    storage_metrics_open(&self, node);
+    sp_loop_init();
+    if (pthread_create(&self.writer, NULL, writer_main, &self) != 0 ||
+        pthread_create(&self.replier, NULL, replier_main, &self) != 0)
         fatalx("cannot start the writer threads");
-    storage_listen(&sw, node);
+    storage_listen(&self, node);
     worker_ready();
 
     for (;;) {
         switch (worker_wait_command()) {
         case WORKER_CMD_STOP:
             log_info("stopping");
-            storage_stop(&sw);
+            storage_stop(&self);
             return RZKV_EXIT_OK;
         case WORKER_CMD_RELOAD:
             log_debug("reload: nothing to reload in a storage worker");

@@ -134,7 +134,9 @@ is "a QUORUM read through node 3 returns the newest value" \
 ctl get -a $A1 --json survive >"$T/win.json"
 want=$(json_get "$T/win.json" "' '.join(str(j['stamp'][k]) for k in ('epoch','counter','writer','nonce'))")
 ok "  and node 3's own storage now holds it (read repair)" \
-    wait_until 5 stamp_is $A3 survive "$want"
+    wait_until 5 stamp_is $A3 survive "$want" ||
+    diag "want '$want', node 3 lists '$(stamp_on $A3 survive)':" \
+         "$(ctl keys -a $A3 --json 2>&1 | head -c 600)"
 stamps_agree() {
     local s1 s2 s3
     s1=$(stamp_on $A1 survive); s2=$(stamp_on $A2 survive)
