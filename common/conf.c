@@ -162,7 +162,7 @@ static const struct conf_key node_keys[] = {
       NULL, NULL },
     /* 1: SQLite has one writer anyway, one worker gathers twice the
      * operations per group commit, and peers' batches go straight to it
-     * from the front door (sup_front.c), skipping the coordinator. */
+     * undecoded from the coordinator (coord_front.c), with no split. */
     { "storage_workers", CT_INT, NODE_FIELD(storage_workers), NULL, 1, 1, 64,
       0, NULL, NULL },
     { "coordinator_workers", CT_INT, NODE_FIELD(coordinator_workers), NULL,
