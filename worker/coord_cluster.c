@@ -20,7 +20,7 @@
  * completes, which may be after the client got its answer: it holds one
  * reference per request in flight plus one until it is answered.  The
  * decisions themselves are quorum.c's.  Everything here runs under
- * coord.lock, called from nng callbacks.
+ * coord.lock, called from the loop thread (sp_loop.c) or the tick.
  */
 #include "config.h"
 
