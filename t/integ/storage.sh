@@ -45,22 +45,7 @@ start() {          # start [NODE.yml]: the worker in the background, $PID
         2>>"$LOG"
     PID=$!
 }
-# stop PID: SIGTERM, then at most 20 s for it to exit (SIGKILL after);
-# returns its exit status, 124 if it had to be killed.
-stop() {
-    kill -TERM "$1"
-    local n=0
-    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
-    if kill -0 "$1" 2>/dev/null; then
-        kill -9 "$1"
-        wait "$1" 2>/dev/null
-        return 124
-    fi
-    wait "$1"
-}
+stop() { term_wait "$1"; }
 healthy() { $C health | grep -q '^OK'; }
 field() { $C info | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # A clock E.C as one sortable string.

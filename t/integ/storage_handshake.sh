@@ -37,20 +37,7 @@ cluster:
     g1: { remote_address: 127.0.0.1:1 }
 EOF2
 
-stop() {            # stop PID: SIGTERM, its exit status (124: killed)
-    kill -TERM "$1"
-    local n=0
-    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
-    if kill -0 "$1" 2>/dev/null; then
-        kill -9 "$1"
-        wait "$1" 2>/dev/null
-        return 124
-    fi
-    wait "$1"
-}
+stop() { term_wait "$1"; }     # its exit status (124: killed)
 up() {
     wait_until 10 test -S "$RUN/storage-0.ipc" &&
         wait_until 10 bash -c "$C health | grep -q '^OK'"

@@ -103,6 +103,24 @@ free_base() {
 }
 
 # wait_until SECONDS command...: retry every 0.1 s until it succeeds.
+# term_wait PID: SIGTERM, then at most 20 s for it to exit (SIGKILL after);
+# returns its exit status, 124 if it had to be killed.  PID must be a
+# child of this shell (started with bg).
+term_wait() {
+    kill -TERM "$1"
+    local n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -9 "$1"
+        wait "$1" 2>/dev/null
+        return 124
+    fi
+    wait "$1"
+}
+
 wait_until() {
     local limit=$1; shift
     local end=$(( $(date +%s%N) / 1000000 + limit * 1000 ))
