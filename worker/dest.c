@@ -27,6 +27,7 @@
 #include "dest.h"
 #include "log.h"
 #include "metrics.h"
+#include "rzkv.pb-c.h"
 #include "sp.h"
 
 #define DEST_GRACE_MS 50        /* message timeout past its last deadline */
@@ -41,6 +42,7 @@ struct dest_slot {
     uint32_t gen;               /* of the message in flight */
     struct dest_op_list ops;    /* in this message, in order */
     size_t nops;
+    int writes;                 /* a message of writes, or of reads */
     nng_time deadline;
     nng_time started;           /* when this message left */
 };
@@ -67,6 +69,7 @@ struct dest {
     char retire_why[64];
     struct dest_op_list queue;
     size_t queued;
+    size_t queued_writes;       /* of them, writes (op_writes) */
     nng_time queue_due;         /* no queued op expires before this */
     struct dest_slot slot[DEST_INFLIGHT];
     struct dest_call *calls;
@@ -149,15 +152,42 @@ fail_list(struct dest *d, struct dest_op_list *list, const char *err)
     }
 }
 
-/* Pack the head of the queue into one message and send it on slot. */
+/*
+ * Does op write (ReplicaSet, ClockSet)?  A storage worker answers a
+ * message of reads at once but a message with any write only after its
+ * commit, so reads and writes travel in messages of their own: a set's
+ * ClockGet must not wait for other sets' fsync.  The op's first byte is
+ * its NodeOp field's key (field number << 3 | wire type).
+ */
+static int
+op_writes(const struct dest_op *op)
+{
+    unsigned field = op->op_len > 0 ? op->op[0] >> 3 : 0;
+    return field == RZKV__NODE_OP__OP_SET ||
+           field == RZKV__NODE_OP__OP_CLOCK_SET;
+}
+
+/* Take op off the queue. */
 static void
-slot_start(struct dest_slot *s, nng_time now)
+unqueue(struct dest *d, struct dest_op *op)
+{
+    TAILQ_REMOVE(&d->queue, op, link);
+    d->queued--;
+    if (op_writes(op))
+        d->queued_writes--;
+}
+
+/* Pack the oldest queued reads, or writes, into one message on slot. */
+static void
+slot_start(struct dest_slot *s, nng_time now, int writes)
 {
     struct dest *d = s->d;
     size_t body = 0, n = 0;
-    struct dest_op *op;
+    struct dest_op *op, *next;
 
     TAILQ_FOREACH(op, &d->queue, link) {
+        if (op_writes(op) != writes)
+            continue;
         size_t rec = batch_record_len(BATCH_OPS, op->op_len);
         if (n > 0 && (n == DEST_BATCH_OPS || body + rec > DEST_BATCH_BYTES ||
                       op->alone))
@@ -169,30 +199,31 @@ slot_start(struct dest_slot *s, nng_time now)
     }
     size_t len = batch_record_len(BATCH_ENVELOPE_NODE, body);
     d->scratch.off = d->scratch.len = 0;
+    struct dest_op_list taken = TAILQ_HEAD_INITIALIZER(taken);
+    size_t i = 0;
+    for (op = TAILQ_FIRST(&d->queue); op != NULL && i < n; op = next) {
+        next = TAILQ_NEXT(op, link);
+        if (op_writes(op) != writes)
+            continue;
+        unqueue(d, op);
+        TAILQ_INSERT_TAIL(&taken, op, link);
+        i++;
+    }
     if (buf_reserve(&d->scratch, len) != 0) {
-        struct dest_op_list failed = TAILQ_HEAD_INITIALIZER(failed);
-        for (size_t i = 0; i < n; i++) {
-            op = TAILQ_FIRST(&d->queue);
-            TAILQ_REMOVE(&d->queue, op, link);
-            TAILQ_INSERT_TAIL(&failed, op, link);
-        }
-        d->queued -= n;
-        fail_list(d, &failed, "out of memory");
+        fail_list(d, &taken, "out of memory");
         return;
     }
     uint8_t *p = batch_put_header(d->scratch.data, BATCH_ENVELOPE_NODE, body);
     s->deadline = now;
     s->nops = n;
-    for (size_t i = 0; i < n; i++) {
-        op = TAILQ_FIRST(&d->queue);
-        TAILQ_REMOVE(&d->queue, op, link);
-        TAILQ_INSERT_TAIL(&s->ops, op, link);
+    s->writes = writes;
+    TAILQ_FOREACH(op, &taken, link) {
         p = batch_put_record(p, BATCH_OPS, op->op, op->op_len);
         op->sent = 1;
         if (op->deadline > s->deadline)
             s->deadline = op->deadline;
     }
-    d->queued -= n;
+    TAILQ_CONCAT(&s->ops, &taken, link);
     d->stats.messages++;
     d->stats.ops += n;
     metrics_size_observe(&metrics->u.coord.batch_ops, n);
@@ -210,10 +241,11 @@ slot_start(struct dest_slot *s, nng_time now)
 }
 
 /*
- * Fill idle slots from the queue: one message in flight while answers
- * come back in time, so everything waiting shares the next message; a
- * further one only once every message in flight has been out for
- * DEST_STALL_MS (a slow or lost message must not hold up the rest).
+ * Fill idle slots from the queue, reads and writes apart: of each, one
+ * message in flight while answers come back in time, so everything
+ * waiting shares the next message; a further one only once every message
+ * of its kind in flight has been out for DEST_STALL_MS (a slow or lost
+ * message must not hold up the rest).
  */
 static void
 kick(struct dest *d)
@@ -222,16 +254,19 @@ kick(struct dest *d)
         return;                 /* dest_tick or dest_close fail the queue;
                                  * a reconnection kicks again */
     nng_time now = nng_clock();
-    for (int i = 0; i < DEST_INFLIGHT; i++) {
-        const struct dest_slot *s = &d->slot[i];
-        if (s->state != SLOT_IDLE && now - s->started < DEST_STALL_MS)
-            return;
-    }
-    for (int i = 0; i < DEST_INFLIGHT; i++) {
-        if (d->slot[i].state == SLOT_IDLE) {
-            slot_start(&d->slot[i], now);
-            return;
+    for (int writes = 0; writes <= 1 && spc_up(d->conn); writes++) {
+        size_t waiting = writes ? d->queued_writes
+                                : d->queued - d->queued_writes;
+        int fresh = 0, idle = -1;
+        for (int i = 0; i < DEST_INFLIGHT; i++) {
+            const struct dest_slot *s = &d->slot[i];
+            if (s->state == SLOT_IDLE)
+                idle = idle < 0 ? i : idle;
+            else if (s->writes == writes && now - s->started < DEST_STALL_MS)
+                fresh = 1;
         }
+        if (waiting > 0 && !fresh && idle >= 0)
+            slot_start(&d->slot[idle], now, writes);
     }
 }
 
@@ -250,6 +285,8 @@ dest_submit(struct dest *d, struct dest_op *op, const char **why)
         d->queue_due = op->deadline;
     TAILQ_INSERT_TAIL(&d->queue, op, link);
     d->queued++;
+    if (op_writes(op))
+        d->queued_writes++;
     kick(d);
     return 0;
 }
@@ -383,7 +420,7 @@ dest_tick(struct dest *d, nng_time now)
         /* Don't let operations wait for a peer that is gone. */
         fail_in_flight(d, down);
         TAILQ_CONCAT(&expired, &d->queue, link);
-        d->queued = 0;
+        d->queued = d->queued_writes = 0;
         fail_list(d, &expired, down);
         return;
     }
@@ -406,9 +443,8 @@ dest_tick(struct dest *d, nng_time now)
     for (op = TAILQ_FIRST(&d->queue); op != NULL; op = next) {
         next = TAILQ_NEXT(op, link);
         if (op->deadline <= now) {
-            TAILQ_REMOVE(&d->queue, op, link);
+            unqueue(d, op);
             TAILQ_INSERT_TAIL(&expired, op, link);
-            d->queued--;
         } else if (op->deadline < due) {
             due = op->deadline;
         }
@@ -528,7 +564,7 @@ dest_close(struct dest *d)
     fail_in_flight(d, "closed");
     struct dest_op_list left = TAILQ_HEAD_INITIALIZER(left);
     TAILQ_CONCAT(&left, &d->queue, link);
-    d->queued = 0;
+    d->queued = d->queued_writes = 0;
     fail_list(d, &left, "closed");
     nng_mtx_unlock(d->lock);
     /* The struct itself stays: a late reference finds it retired. */
