@@ -185,13 +185,18 @@ slot_start(struct dest_slot *s, nng_time now, int writes)
     size_t body = 0, n = 0;
     struct dest_op *op, *next;
 
-    TAILQ_FOREACH(op, &d->queue, link) {
+    /* The oldest of the kind, up to the message's limits. */
+    struct dest_op_list taken = TAILQ_HEAD_INITIALIZER(taken);
+    for (op = TAILQ_FIRST(&d->queue); op != NULL; op = next) {
+        next = TAILQ_NEXT(op, link);
         if (op_writes(op) != writes)
             continue;
         size_t rec = batch_record_len(BATCH_OPS, op->op_len);
         if (n > 0 && (n == DEST_BATCH_OPS || body + rec > DEST_BATCH_BYTES ||
                       op->alone))
             break;
+        unqueue(d, op);
+        TAILQ_INSERT_TAIL(&taken, op, link);
         body += rec;
         n++;
         if (op->alone)
@@ -199,16 +204,6 @@ slot_start(struct dest_slot *s, nng_time now, int writes)
     }
     size_t len = batch_record_len(BATCH_ENVELOPE_NODE, body);
     d->scratch.off = d->scratch.len = 0;
-    struct dest_op_list taken = TAILQ_HEAD_INITIALIZER(taken);
-    size_t i = 0;
-    for (op = TAILQ_FIRST(&d->queue); op != NULL && i < n; op = next) {
-        next = TAILQ_NEXT(op, link);
-        if (op_writes(op) != writes)
-            continue;
-        unqueue(d, op);
-        TAILQ_INSERT_TAIL(&taken, op, link);
-        i++;
-    }
     if (buf_reserve(&d->scratch, len) != 0) {
         fail_list(d, &taken, "out of memory");
         return;

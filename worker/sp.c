@@ -92,6 +92,19 @@ buf_free(struct buf *b)
     memset(b, 0, sizeof(*b));
 }
 
+int
+buf_send(struct buf *b, int fd)
+{
+    while (b->off < b->len) {
+        ssize_t w = write(fd, b->data + b->off, b->len - b->off);
+        if (w < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        b->off += (size_t)w;
+    }
+    b->off = b->len = 0;
+    return 0;
+}
+
 /* ---- framing ------------------------------------------------------------- */
 
 void
@@ -124,6 +137,16 @@ sp_get_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
            (uint32_t)p[2] << 8 | p[3];
+}
+
+size_t
+sp_frame_head(uint8_t *head, int ipc, uint64_t len)
+{
+    size_t n = 0;
+    if (ipc)
+        head[n++] = SP_IPC_MSG;
+    sp_put_be64(head + n, len);
+    return n + 8;
 }
 
 void
@@ -228,20 +251,11 @@ spc_down(struct spc *c, const char *why)
 static void
 spc_flush(struct spc *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t w = write(c->fd, c->out.data + c->out.off,
-                          c->out.len - c->out.off);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            spc_down(c, strerror(errno));
-            return;
-        }
-        c->out.off += (size_t)w;
+    if (buf_send(&c->out, c->fd) != 0) {
+        spc_down(c, strerror(errno));
+        return;
     }
     int want = c->out.off < c->out.len;
-    if (!want)
-        c->out.off = c->out.len = 0;
     if (want != c->want_out) {
         c->want_out = want;
         spc_arm(c);
@@ -446,15 +460,11 @@ out:
 int
 spc_send(struct spc *c, uint32_t id, const uint8_t *body, size_t len)
 {
-    uint8_t head[1 + 8 + 4];
-    size_t hl = 0;
+    uint8_t head[SP_FRAME_HEAD_MAX + 4];
 
     if (c->state != SPC_UP)
         return -1;
-    if (c->ipc)
-        head[hl++] = SP_IPC_MSG;
-    sp_put_be64(head + hl, 4 + len);
-    hl += 8;
+    size_t hl = sp_frame_head(head, c->ipc, 4 + len);
     sp_put_be32(head + hl, id | 0x80000000u);
     hl += 4;
     size_t done = 0, total = hl + len;

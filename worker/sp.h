@@ -42,12 +42,19 @@ int buf_reserve(struct buf *b, size_t more);
 int buf_append(struct buf *b, const void *p, size_t n);
 void buf_trim(struct buf *b);
 void buf_free(struct buf *b);
+/* Write what b holds to fd until done or the socket is full: 0, or -1
+ * with errno on a broken connection. */
+int buf_send(struct buf *b, int fd);
 
 void sp_put_be64(uint8_t *p, uint64_t v);
 uint64_t sp_get_be64(const uint8_t *p);
 void sp_put_be32(uint8_t *p, uint32_t v);
 uint32_t sp_get_be32(const uint8_t *p);
 void sp_handshake(uint8_t out[SP_HANDSHAKE_LEN], unsigned proto);
+/* A message's frame head for len bytes (backtrace included) into
+ * head[SP_FRAME_HEAD_MAX]: the IPC type byte, then the length; its size. */
+#define SP_FRAME_HEAD_MAX   9
+size_t sp_frame_head(uint8_t *head, int ipc, uint64_t len);
 int sp_handshake_ok(const uint8_t *p, unsigned proto);
 /* The length of the backtrace at the start of a message, or 0. */
 size_t sp_backtrace_len(const uint8_t *p, size_t len);

@@ -68,9 +68,9 @@ static struct {
     LIST_HEAD(, sp_conn) conns; /* loop only: the open ones */
     struct sp_conn *closed;     /* loop only: released after each round */
 
-    pthread_mutex_t stall_lock; /* stalled, resumes, kicked */
+    pthread_mutex_t stall_lock; /* stalled, kicked; resumes changes under it */
     struct sp_conn *stalled;
-    unsigned resumes;
+    _Atomic unsigned resumes;   /* read without it: see conn_stall */
     int kicked;                 /* the wake fd was written */
 } loop = { .epfd = -1, .listen_fd = -1, .wake_fd = -1 };
 
@@ -185,12 +185,8 @@ void
 sp_conn_reply(struct sp_conn *c, const uint8_t *hdr, size_t hdrlen,
               const void *body, size_t len)
 {
-    uint8_t head[9];
-    size_t hl = 0;
-    if (c->ipc)
-        head[hl++] = SP_IPC_MSG;
-    sp_put_be64(head + hl, hdrlen + len);
-    hl += 8;
+    uint8_t head[SP_FRAME_HEAD_MAX];
+    size_t hl = sp_frame_head(head, c->ipc, hdrlen + len);
     struct iovec iov[3] = {
         { head, hl },
         { (void *)hdr, hdrlen },
@@ -228,18 +224,9 @@ static void
 conn_flush(struct sp_conn *c)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->fd >= 0 && c->out.off < c->out.len) {
-        ssize_t w = write(c->fd, c->out.data + c->out.off,
-                          c->out.len - c->out.off);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                shutdown(c->fd, SHUT_RDWR);
-            break;
-        }
-        c->out.off += (size_t)w;
-    }
+    if (c->fd >= 0 && buf_send(&c->out, c->fd) != 0)
+        shutdown(c->fd, SHUT_RDWR);     /* the loop closes it */
     if (c->out.off == c->out.len) {
-        c->out.off = c->out.len = 0;
         buf_trim(&c->out);
         c->want_out = 0;
         conn_arm(c);
@@ -318,9 +305,7 @@ conn_process(struct sp_conn *c)
         const uint8_t *msg = p + head;
         size_t hdrlen = sp_backtrace_len(msg, n);
         if (hdrlen > 0) {       /* else no request id: dropped, as nng does */
-            pthread_mutex_lock(&loop.stall_lock);
             unsigned resumes = loop.resumes;
-            pthread_mutex_unlock(&loop.stall_lock);
             if (loop.request(c, msg, hdrlen, msg + hdrlen, n - hdrlen) != 0) {
                 if (conn_stall(c, resumes))
                     return;
