@@ -1334,13 +1334,11 @@ cluster_finish(struct conf_ctx *cx, struct cluster_conf *cc)
 static size_t
 run_dir_suffix(const struct node_conf *nc, char *longest, size_t size)
 {
-    char cand[3][64];
+    char cand[2][64];
     size_t best = 0;
     snprintf(cand[0], sizeof(cand[0]), "/%s", RZKV_CONTROL_SOCK);
     snprintf(cand[1], sizeof(cand[1]), "/storage-%d.ipc", nc->storage_workers);
-    snprintf(cand[2], sizeof(cand[2]), "/coord-%d.ipc",
-             nc->coordinator_workers);
-    for (size_t i = 1; i < 3; i++)
+    for (size_t i = 1; i < 2; i++)
         if (strlen(cand[i]) > strlen(cand[best]))
             best = i;
     size_t n = strlen(cand[best]);

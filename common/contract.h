@@ -46,7 +46,6 @@
 #define RZKV_ACTIVE_CLUSTER     "cluster.active.yml"
 #define RZKV_PIDFILE            "rzkvd.pid"
 #define RZKV_STORAGE_IPC_FMT    "ipc://%s/storage-%d.ipc"
-#define RZKV_COORD_IPC_FMT      "ipc://%s/coord-%d.ipc"
 
 /* Files under node.data_dir. */
 #define RZKV_LOCKFILE           "rzkvd.lock"

@@ -240,10 +240,6 @@ remove_ipc_files(struct sup *s)
         snprintf(url, sizeof(url), RZKV_STORAGE_IPC_FMT, s->node->run_dir, i);
         unlink(url + strlen("ipc://"));
     }
-    for (int i = 0; i < s->node->coordinator_workers; i++) {
-        snprintf(url, sizeof(url), RZKV_COORD_IPC_FMT, s->node->run_dir, i);
-        unlink(url + strlen("ipc://"));
-    }
 }
 
 void
@@ -262,8 +258,8 @@ sup_prepare_run_dir(struct sup *s)
              RZKV_ACTIVE_CLUSTER);
     /* The IPC socket names are longer than the control socket's. */
     char longest[PATH_MAX + 16];
-    snprintf(longest, sizeof(longest), "%s/coord-%d.ipc", dir,
-             s->node->coordinator_workers + s->node->storage_workers);
+    snprintf(longest, sizeof(longest), "%s/storage-%d.ipc", dir,
+             s->node->storage_workers);
     if (strlen(longest) >= sizeof(sun.sun_path))
         die(RZKV_EXIT_CONFIG, "run directory %s is too long for Unix "
             "sockets (at most %zu bytes with the socket names)", dir,

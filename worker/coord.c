@@ -1,10 +1,9 @@
 /*
  * coord.c - the coordinator worker: coord_main() and its plumbing.
  *
- * A coordinator takes every request that reaches the node's address (on
- * the socket the supervisor bound: coord_front.c) and every request to its
- * own run_dir/coord-I.ipc (a cooked REP socket with COORD_IPC_SLOTS
- * contexts), and answers:
+ * A coordinator takes the requests that reach the node's address (on the
+ * socket the supervisor bound, shared by every coordinator of the node:
+ * coord_front.c), and answers:
  *
  *   Cluster API (clients)   quorum reads and writes   coord_cluster.c
  *   Node API (peers)        batches for local storage coord_node.c
@@ -30,11 +29,9 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 
 #include "coord.h"
 #include "batch.h"
-#include "ipcguard.h"
 #include "log.h"
 #include "metrics.h"
 #include "sp.h"
@@ -74,13 +71,7 @@ void
 srv_reply(struct srv *s, nng_msg *m)
 {
     srv_count(s, m);
-    if (s->conn != NULL) {
-        front_reply(s, m);
-        return;
-    }
-    s->sending = 1;
-    nng_aio_set_msg(s->aio, m);
-    nng_ctx_send(s->ctx, s->aio);
+    front_reply(s, m);
 }
 
 void
@@ -213,29 +204,6 @@ srv_dispatch(struct srv *s, nng_msg *m)
                         "unsupported request type");
         return;
     }
-}
-
-static void
-srv_cb(void *arg)
-{
-    struct srv *s = arg;
-    int rv = nng_aio_result(s->aio);
-
-    if (s->sending) {
-        s->sending = 0;
-        if (rv != 0) {
-            nng_msg_free(nng_aio_get_msg(s->aio));
-            nng_aio_set_msg(s->aio, NULL);
-        }
-    } else if (rv == 0) {
-        nng_msg *m = nng_aio_get_msg(s->aio);
-        nng_aio_set_msg(s->aio, NULL);
-        srv_dispatch(s, m);
-        return;
-    }
-    if (rv == NNG_ECLOSED)
-        return;
-    nng_ctx_recv(s->ctx, s->aio);
 }
 
 /* ---- cluster views -------------------------------------------------------- */
@@ -502,35 +470,14 @@ open_storage(void)
     }
 }
 
+/* The request slots the front door serves (coord_front.c). */
 static void
-open_listener(void)
+open_front(void)
 {
-    char url[512];
-    int rv;
-
-    snprintf(url, sizeof(url), RZKV_COORD_IPC_FMT, coord.node->run_dir,
-             coord.instance);
-    /* A socket file left by a killed predecessor would refuse listen. */
-    if (unlink(url + strlen("ipc://")) != 0 && errno != ENOENT)
-        fatal("unlink %s", url + strlen("ipc://"));
-    if ((rv = nng_rep0_open(&coord.rep)) != 0)
-        fatalx("nng_rep0_open: %s", nng_strerror(rv));
-    if ((rv = nng_socket_set_size(coord.rep, NNG_OPT_RECVMAXSZ,
-                                  coord.recvmax)) != 0)
-        fatalx("%s: %s", NNG_OPT_RECVMAXSZ, nng_strerror(rv));
-    if ((rv = ipcguard_listen(coord.rep, url)) != 0)
-        fatalx("listen %s: %s", url, nng_strerror(rv));
     coord.srv = calloc(COORD_SLOTS, sizeof(*coord.srv));
     if (coord.srv == NULL)
         fatal("calloc");
-    for (int i = 0; i < COORD_IPC_SLOTS; i++) {
-        struct srv *s = &coord.srv[i];
-        if ((rv = nng_ctx_open(&s->ctx, coord.rep)) != 0 ||
-            (rv = nng_aio_alloc(&s->aio, srv_cb, s)) != 0)
-            fatalx("request context: %s", nng_strerror(rv));
-        nng_ctx_recv(s->ctx, s->aio);
-    }
-    log_info("listening on %s", url);
+    front_listen(coord.srv, COORD_SLOTS);
 }
 
 static void
@@ -582,14 +529,11 @@ shutdown_all(void)
     nng_mtx_unlock(coord.lock);
     pthread_join(coord.tick, NULL);
     /* Fail what is still in flight (their requests get answers), then
-     * close the listener. */
+     * stop the loop that serves the front door. */
     for (unsigned i = 0; i < coord.shards; i++)
         dest_close(coord.shard[i]);
     for (size_t i = 0; i < coord.npeers; i++)
         dest_close(coord.peers[i].dest);
-    nng_close(coord.rep);
-    for (int i = 0; i < COORD_IPC_SLOTS; i++)
-        nng_aio_free(coord.srv[i].aio);
     sp_loop_stop();
 }
 
@@ -619,8 +563,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
     coord.ticking = 1;
     if ((rv = pthread_create(&coord.tick, NULL, tick_main, NULL)) != 0)
         fatalx("pthread_create: %s", strerror(rv));
-    open_listener();
-    front_listen(coord.srv + COORD_IPC_SLOTS, COORD_TCP_SLOTS);
+    open_front();
     log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
              "workers", coord.writer, conf->node_count, conf->replica_count,
              coord.shards);

@@ -30,9 +30,7 @@
 #include "ring.h"
 #include "rzkv.pb-c.h"
 
-#define COORD_IPC_SLOTS      512    /* request contexts on the IPC socket */
-#define COORD_TCP_SLOTS      512    /* requests at once from the front door */
-#define COORD_SLOTS          (COORD_IPC_SLOTS + COORD_TCP_SLOTS)
+#define COORD_SLOTS          512    /* requests at once from the front door */
 #define FRONT_MAX_BACKTRACE  32     /* 8 hops of 4 bytes, as nng allows */
 #define COORD_MAX_CLUSTER    384    /* cluster ops at once: the rest of the
                                      * slots stay free for peers' batches,
@@ -55,15 +53,12 @@ struct topo {
 
 struct sp_conn;
 
-/* A request slot: a context on the IPC socket, or a front door request. */
+/* A request slot: one request from the front door (coord_front.c). */
 struct srv {
-    nng_ctx ctx;
-    nng_aio *aio;
-    int sending;
-    struct sp_conn *conn;       /* front door: the requester's connection */
-    struct srv *next_free;      /* front door: free slots */
+    struct sp_conn *conn;       /* the requester's connection */
+    struct srv *next_free;      /* free slots */
     uint8_t hdrlen;
-    uint8_t hdr[FRONT_MAX_BACKTRACE]; /* front door: the requester's backtrace */
+    uint8_t hdr[FRONT_MAX_BACKTRACE]; /* the requester's backtrace */
 };
 
 struct coord_peer {             /* every peer dest ever opened */
@@ -92,8 +87,7 @@ struct coord {
     struct coord_peer *peers;
     size_t npeers;
 
-    nng_socket rep;
-    struct srv *srv;
+    struct srv *srv;            /* COORD_SLOTS request slots */
     pthread_t tick;             /* the deadline tick */
     int stopping;               /* STOP received: refuse cluster requests */
     int ticking;

@@ -34,7 +34,7 @@
  *	answers for it, as before.
  *
  *	Limits: a message longer than coord.recvmax closes its connection (as
- *	nng does); at most COORD_TCP_SLOTS requests are served at once, after
+ *	nng does); at most COORD_SLOTS requests are served at once, after
  *	which reading stops until one is answered.
  * SEE ALSO
  *	supervisor/sup_front.c (the socket's owner), worker/sp_loop.c,

@@ -4,14 +4,13 @@
 # froze nng 1.5's IPC listeners for good (nng#1518, fixed in nng 1.6); the
 # storage worker serves its socket with rzkv's own loop (sp_loop.c), so a
 # new client must be answered at once, every time, and the worker still
-# stops cleanly.  IPC only, no ports.  (The coordinator's own IPC socket is
-# still nng's, behind common/ipcguard.c: t/unit/test_ipcguard.)
+# stops cleanly.  IPC only, no ports.
 . "$RZKV_SRCDIR/t/lib/tap.sh"
 
 CLIENT="$RZKV_BUILDDIR/t/storage_client"
-POKE="$RZKV_BUILDDIR/t/ipcguard_poke"
+POKE="$RZKV_BUILDDIR/t/handshake_poke"
 [ -x "$CLIENT" ] || skip_all "t/storage_client is not built"
-[ -x "$POKE" ] || skip_all "t/ipcguard_poke is not built"
+[ -x "$POKE" ] || skip_all "t/handshake_poke is not built"
 [ -x "$RZKVD" ] || skip_all "rzkvd is not built"
 
 RUN="$T/run"

@@ -67,7 +67,7 @@ ok "  at once ($((t1 - t0)) ms)" test $((t1 - t0)) -lt 5000
 is "  the supervisor is unharmed" "$(wpid 1 rzkvd)" "$sup"
 ok "  and node 1 still serves" "$RZKVCTL" -a "$A1" get greeting
 
-# More requests at once than a coordinator takes (COORD_TCP_SLOTS, 512):
+# More requests at once than a coordinator takes (COORD_SLOTS, 512):
 # it stops reading until slots come free, and every request is answered.
 out=$(timeout 60 "$RZKVCTL" bench -a "$A1" -c 700 -n 14000 --op health \
       --no-progress --json 2>&1)

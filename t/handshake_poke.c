@@ -1,9 +1,9 @@
 /*
- * ipcguard_poke.c - peers that leave an IPC listener in the middle of the
- * SP handshake, which freezes it with nng < 1.6.0 (nng#1518), for
- * t/integ/ipcguard.sh.  Not installed.
+ * handshake_poke.c - peers that leave an IPC listener in the middle of the
+ * SP handshake, which froze nng's listeners before nng 1.6.0 (nng#1518),
+ * for t/integ/storage_handshake.sh.  Not installed.
  *
- *   ipcguard_poke URL N
+ *   handshake_poke URL N
  *
  * Makes N such peers, alternately a raw connect/close on the socket path
  * and an nng REQ socket closed right after a non-blocking dial (what a
@@ -53,7 +53,7 @@ main(int argc, char **argv)
 
     if (argc != 3 || strncmp(argv[1], "ipc://", 6) != 0 ||
         (n = atoi(argv[2])) <= 0) {
-        fprintf(stderr, "usage: ipcguard_poke ipc://PATH N\n");
+        fprintf(stderr, "usage: handshake_poke ipc://PATH N\n");
         return 2;
     }
     for (int i = 0; i < n; i++) {
