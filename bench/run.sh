@@ -204,6 +204,29 @@ b=j["bench"]; print("run.sh: %-7s c=%-3d #%d %9.1f ops/s p99 %8.3f ms errors %d"
 }
 
 # ---- the machine and the cluster ---------------------------------------------
+# The disk's part of a durable write, measured where the cluster keeps its
+# data and before it starts: the median of 200 appends of 4 KiB, each
+# followed by fdatasync.  Machines of one class can differ by more than a
+# change to rzkv does, so every result says what its disk did.
+fsync_probe() {
+    python3 - "$1" <<'PROBE'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+block = bytes(4096)
+took = []
+for _ in range(200):
+    os.write(fd, block)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    took.append(time.perf_counter() - start)
+os.close(fd)
+os.unlink(path)
+took.sort()
+print("%.3f" % (took[len(took) // 2] * 1e3))
+PROBE
+}
+FSYNC_MS=$(fsync_probe "$DIR")
 log "cluster in $DIR, results in $OUT"
 run "$RZKVCTL" start --local 3 --dir "$DIR" --base-port "$BASE_PORT" >&2
 DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
@@ -215,6 +238,7 @@ DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
     echo "kernel=$(uname -sr)"
     echo "memory_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "fdatasync_4k_ms=$FSYNC_MS"
     echo "durability=$DURABILITY"
     echo "replica_count=$(sed -n 's/^ *replica_count: *//p' "$DIR/cluster.yml")"
     echo "storage_workers=$(sed -n 's/^ *storage_workers: *//p' "$DIR/node-1.yml")"
@@ -383,7 +407,9 @@ md.append("# rzkv benchmark results\n")
 md.append(f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['kernel']}, "
           f"{int(m['memory_kb']) // 1024} MiB; load average "
           f"{m['loadavg_start']} at the start, {m.get('loadavg_end', '?')} "
-          "at the end (the machine is shared)")
+          "at the end (the machine is shared); a 4 KiB append and "
+          f"fdatasync in the data directory took {m.get('fdatasync_4k_ms', '?')} "
+          "ms (median of 200, before the cluster started)")
 md.append(f"- cluster: 3 local nodes, replica_count {m['replica_count']}, "
           f"{m['storage_workers']} storage and {m['coordinator_workers']} "
           f"coordinator workers a node, **durability {m['durability']}**, "
