@@ -1334,19 +1334,17 @@ cluster_finish(struct conf_ctx *cx, struct cluster_conf *cc)
 static size_t
 run_dir_suffix(const struct node_conf *nc, char *longest, size_t size)
 {
-    char cand[2][64];
-    size_t best = 0;
-    snprintf(cand[0], sizeof(cand[0]), "/%s", RZKV_CONTROL_SOCK);
-    snprintf(cand[1], sizeof(cand[1]), "/storage-%d.ipc", nc->storage_workers);
-    for (size_t i = 1; i < 2; i++)
-        if (strlen(cand[i]) > strlen(cand[best]))
-            best = i;
-    size_t n = strlen(cand[best]);
+    char control[64], storage[64];
+    snprintf(control, sizeof(control), "/%s", RZKV_CONTROL_SOCK);
+    snprintf(storage, sizeof(storage), "/storage-%d.ipc",
+             nc->storage_workers);
+    const char *best = strlen(storage) > strlen(control) ? storage : control;
+    size_t n = strlen(best);
     if (n >= size)
         n = size - 1;
-    memcpy(longest, cand[best], n);
+    memcpy(longest, best, n);
     longest[n] = '\0';
-    return strlen(cand[best]);
+    return strlen(best);
 }
 
 static int

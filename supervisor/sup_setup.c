@@ -246,7 +246,6 @@ void
 sup_prepare_run_dir(struct sup *s)
 {
     const char *dir = s->node->run_dir;
-    struct sockaddr_un sun;
 
     if (mkdir_p(dir, 0700) != 0)
         die(RZKV_EXIT_FATAL, "cannot create run directory %s: %s", dir,
@@ -256,14 +255,8 @@ sup_prepare_run_dir(struct sup *s)
     snprintf(s->pidfile, sizeof(s->pidfile), "%s/%s", dir, RZKV_PIDFILE);
     snprintf(s->active_cluster, sizeof(s->active_cluster), "%s/%s", dir,
              RZKV_ACTIVE_CLUSTER);
-    /* The IPC socket names are longer than the control socket's. */
-    char longest[PATH_MAX + 16];
-    snprintf(longest, sizeof(longest), "%s/storage-%d.ipc", dir,
-             s->node->storage_workers);
-    if (strlen(longest) >= sizeof(sun.sun_path))
-        die(RZKV_EXIT_CONFIG, "run directory %s is too long for Unix "
-            "sockets (at most %zu bytes with the socket names)", dir,
-            sizeof(sun.sun_path) - 1);
+    /* conf_load_node() refused a run_dir too long for the sockets under
+     * it (node_check_run_dir in common/conf.c). */
     /* Another node with its own data directory but this run directory
      * would lose its sockets below: refuse instead. */
     if (socket_alive(s->control_path))
