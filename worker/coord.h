@@ -131,4 +131,16 @@ void node_batch(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
 void node_list_keys(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
 void node_info(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
 
+/* One merged page of key listings: entries point into the replies. */
+struct list_page {
+    Rzkv__Entry **entries;      /* in key order; free() the array */
+    size_t n;
+    const ProtobufCBinaryData *next;    /* first key not listed, or NULL */
+};
+int list_key_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b);
+/* Merge the ListKeysReply pages of n shards into at most limit entries,
+ * without skipping a key any shard has not listed yet.  0, or -1 (memory). */
+int list_merge(Rzkv__Reply *const *replies, unsigned n, size_t limit,
+               struct list_page *page);
+
 #endif

@@ -400,8 +400,8 @@ gather_error(const struct gather *g)
 
 /* ---- ListKeys --------------------------------------------------------------- */
 
-static int
-key_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
+int
+list_key_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
 {
     size_t n = a->len < b->len ? a->len : b->len;
     int c = n ? memcmp(a->data, b->data, n) : 0;
@@ -414,7 +414,7 @@ static int
 entry_cmp(const void *a, const void *b)
 {
     const Rzkv__Entry *const *x = a, *const *y = b;
-    return key_cmp(&(*x)->key, &(*y)->key);
+    return list_key_cmp(&(*x)->key, &(*y)->key);
 }
 
 /*
@@ -425,11 +425,50 @@ entry_cmp(const void *a, const void *b)
  * been returned by its shard, so nothing is skipped, and the page holds
  * at most limit keys.
  */
+int
+list_merge(Rzkv__Reply *const *replies, unsigned n, size_t limit,
+           struct list_page *page)
+{
+    size_t total = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        if (replies[i]->body_case == RZKV__REPLY__BODY_LIST_KEYS)
+            total += replies[i]->list_keys->n_entries;
+    page->entries = calloc(total ? total : 1, sizeof(*page->entries));
+    if (page->entries == NULL)
+        return -1;
+    const ProtobufCBinaryData *stop = NULL;
+    Rzkv__Entry **all = page->entries;
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const Rzkv__Reply *r = replies[i];
+        if (r->body_case != RZKV__REPLY__BODY_LIST_KEYS)
+            continue;
+        for (size_t j = 0; j < r->list_keys->n_entries; j++)
+            all[k++] = r->list_keys->entries[j];
+        const ProtobufCBinaryData *nk = &r->list_keys->next_key;
+        if (nk->len > 0 && (stop == NULL || list_key_cmp(nk, stop) < 0))
+            stop = nk;
+    }
+    qsort(all, k, sizeof(*all), entry_cmp);
+    if (k > limit &&
+        (stop == NULL || list_key_cmp(&all[limit]->key, stop) < 0))
+        stop = &all[limit]->key;
+    size_t take = 0;
+    while (take < k &&
+           (stop == NULL || list_key_cmp(&all[take]->key, stop) < 0))
+        take++;
+    page->n = take;
+    page->next = stop;
+    return 0;
+}
+
 static void
 list_finish(struct gather *g)
 {
     const char *err = gather_error(g);
-    size_t total = 0, limit = g->env->list_keys->limit;
+    size_t limit = g->env->list_keys->limit;
+    struct list_page page;
 
     if (err != NULL) {
         srv_reply_error(g->srv, g->msg, RZKV__STATUS__UNAVAILABLE,
@@ -439,46 +478,24 @@ list_finish(struct gather *g)
     }
     if (limit == 0)
         limit = LIST_DEFAULT_LIMIT;
-    for (unsigned i = 0; i < coord.shards; i++)
-        if (g->replies[i]->body_case == RZKV__REPLY__BODY_LIST_KEYS)
-            total += g->replies[i]->list_keys->n_entries;
-    Rzkv__Entry **all = calloc(total ? total : 1, sizeof(*all));
-    if (all == NULL) {
+    if (list_merge(g->replies, coord.shards, limit, &page) != 0) {
         srv_reply_error(g->srv, g->msg, RZKV__STATUS__INTERNAL,
                         "out of memory");
         g->msg = NULL;
         return;
     }
-    const ProtobufCBinaryData *stop = NULL;
-    size_t k = 0;
-    for (unsigned i = 0; i < coord.shards; i++) {
-        const Rzkv__Reply *r = g->replies[i];
-        if (r->body_case != RZKV__REPLY__BODY_LIST_KEYS)
-            continue;
-        for (size_t j = 0; j < r->list_keys->n_entries; j++)
-            all[k++] = r->list_keys->entries[j];
-        const ProtobufCBinaryData *nk = &r->list_keys->next_key;
-        if (nk->len > 0 && (stop == NULL || key_cmp(nk, stop) < 0))
-            stop = nk;
-    }
-    qsort(all, k, sizeof(*all), entry_cmp);
-    if (k > limit && (stop == NULL || key_cmp(&all[limit]->key, stop) < 0))
-        stop = &all[limit]->key;
-    size_t take = 0;
-    while (take < k && (stop == NULL || key_cmp(&all[take]->key, stop) < 0))
-        take++;
 
     Rzkv__Reply reply = RZKV__REPLY__INIT;
     Rzkv__ListKeysReply lk = RZKV__LIST_KEYS_REPLY__INIT;
-    lk.n_entries = take;
-    lk.entries = all;
-    if (stop != NULL)
-        lk.next_key = *stop;
+    lk.n_entries = page.n;
+    lk.entries = page.entries;
+    if (page.next != NULL)
+        lk.next_key = *page.next;
     reply.body_case = RZKV__REPLY__BODY_LIST_KEYS;
     reply.list_keys = &lk;
     if (wire_pack_into(g->msg, &reply.base) != 0)
         wire_pack_error(g->msg, RZKV__STATUS__INTERNAL, "out of memory");
-    free(all);
+    free(page.entries);
     srv_reply(g->srv, g->msg);
     g->msg = NULL;
 }
