@@ -171,6 +171,9 @@ static const struct conf_key node_keys[] = {
       0, 0, 0, durability_names, NULL },
     { "max_value_size", CT_U64, NODE_FIELD(max_value_size), NULL,
       16 * 1024 * 1024, 1, 256 * 1024 * 1024, 0, NULL, NULL },
+    { "anti_entropy_interval_ms", CT_INT,
+      NODE_FIELD(anti_entropy_interval_ms), NULL, 600000, 0, 86400000, 0,
+      NULL, NULL },
     { "log", CT_SECTION, 0, NULL, 0, 0, 0, 0, NULL, &log_section },
     { "tls", CT_SECTION, 0, NULL, 0, 0, 0, 0, NULL, &tls_section },
 };

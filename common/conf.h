@@ -43,6 +43,8 @@ struct node_conf {
     int coordinator_workers;    /* node.coordinator_workers (default 1, 1..64) */
     enum durability durability; /* node.durability: full | normal */
     uint64_t max_value_size;    /* node.max_value_size (default 16 MiB) */
+    int anti_entropy_interval_ms;   /* node.anti_entropy_interval_ms
+                                     * (default 600000; 0: off) */
     char *log_file;             /* node.log.file: "" stderr, absolute path,
                                  * or "syslog" */
     int log_level;              /* node.log.level (enum log_level) */

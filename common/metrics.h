@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     1
+#define METRICS_VERSION     2
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -133,6 +133,11 @@ struct metrics_coord {
     metrics_counter quorum_failures[3];             /* get, set, del */
     metrics_counter unknown_outcomes;
     metrics_counter read_repairs;
+    metrics_counter antientropy_passes;             /* completed passes */
+    metrics_counter antientropy_keys;               /* local keys compared */
+    metrics_counter antientropy_pushed;             /* copies peers stored */
+    metrics_counter antientropy_failures;           /* listings or pushes
+                                                     * that failed */
     struct metrics_size_hist batch_ops;             /* per NodeBatch sent */
     metrics_counter batch_messages[MDEST_COUNT];
     metrics_counter inflight;                       /* gauge */

@@ -70,6 +70,10 @@
     "  # Largest value accepted, in bytes (16 MiB).\n" \
     "  max_value_size: 16777216\n" \
     "\n" \
+    "  # Compare keys with their other replicas and copy what they lack,\n" \
+    "  # every this many ms (0: off).\n" \
+    "  anti_entropy_interval_ms: 600000\n" \
+    "\n" \
     "  log:\n" \
     "    # A file path, \"syslog\", or \"\" for standard error.\n" \
     "    file: log/node-%1$s.log\n" \

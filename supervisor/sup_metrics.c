@@ -49,7 +49,9 @@
  *	           rzkv_requests_total{api,op,result},
  *	           rzkv_coordinator_request_duration_seconds{api,op} (histogram),
  *	           rzkv_quorum_failures_total{op}, rzkv_unknown_outcomes_total,
- *	           rzkv_read_repairs_total, rzkv_batch_ops (histogram),
+ *	           rzkv_read_repairs_total, rzkv_antientropy_passes_total,
+ *	           rzkv_antientropy_keys_total, rzkv_antientropy_pushed_total,
+ *	           rzkv_antientropy_failures_total, rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
  *	           rzkv_coordinator_inflight
  *	  storage, per shard="N":
@@ -60,8 +62,7 @@
  *	           rzkv_storage_bytes, rzkv_clock_epoch
  *	  api: cluster, node, health, unknown; op: get, set, del, info, batch,
  *	  list_keys, health, unknown; result: the rzkv.Status names.  Series
- *	  of a result other than OK appear once they are non-zero.  There is
- *	  no anti-entropy yet, so no rzkv_antientropy_* metrics.
+ *	  of a result other than OK appear once they are non-zero.
  * SEE ALSO
  *	common/metrics.h, sup_control.c (status), etc/prometheus.yml
  */
@@ -528,6 +529,24 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
            "Stale replicas sent the newest version by a read.");
     sample_u64(o, "rzkv_read_repairs_total", "",
                metrics_get(&sum.read_repairs));
+    family(o, "rzkv_antientropy_passes_total", "counter",
+           "Anti-entropy passes completed over this node's keys.");
+    sample_u64(o, "rzkv_antientropy_passes_total", "",
+               metrics_get(&sum.antientropy_passes));
+    family(o, "rzkv_antientropy_keys_total", "counter",
+           "Keys of this node compared with their other replicas.");
+    sample_u64(o, "rzkv_antientropy_keys_total", "",
+               metrics_get(&sum.antientropy_keys));
+    family(o, "rzkv_antientropy_pushed_total", "counter",
+           "Newer versions anti-entropy copied to a replica that lacked "
+           "them.");
+    sample_u64(o, "rzkv_antientropy_pushed_total", "",
+               metrics_get(&sum.antientropy_pushed));
+    family(o, "rzkv_antientropy_failures_total", "counter",
+           "Anti-entropy listings or copies that failed (peer down, "
+           "timeout); the next pass retries.");
+    sample_u64(o, "rzkv_antientropy_failures_total", "",
+               metrics_get(&sum.antientropy_failures));
     family(o, "rzkv_batch_ops", "histogram",
            "Replica operations per NodeBatch message sent by coordinators.");
     size_hist(o, "rzkv_batch_ops", "", &sum.batch_ops);

@@ -568,6 +568,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
              "workers", coord.writer, conf->node_count, conf->replica_count,
              coord.shards);
     worker_ready();
+    repair_start();
 
     for (;;) {
         switch (worker_wait_command()) {
@@ -576,6 +577,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
             break;
         case WORKER_CMD_STOP:
             log_info("stopping");
+            repair_stop();
             drain();
             shutdown_all();
             return RZKV_EXIT_OK;

@@ -9,10 +9,13 @@
  *   coord_cluster.c  the Cluster API: quorum reads and writes (ABD)
  *   coord_node.c     the Node API from peers: NodeBatch split over the
  *                    local storage workers, key listing, node info
+ *   coord_repair.c   anti-entropy: coordinator 0 compares this node's
+ *                    keys with its peers' and pushes what they lack
  *
- * Threads: the loop's (sp_loop.c), the tick's, nng's callbacks (the IPC
- * socket).  One lock (coord.lock) guards everything below that changes;
- * it is never held across a blocking call.
+ * Threads: the loop's (sp_loop.c), the tick's, anti-entropy's (on
+ * coordinator 0), nng's callbacks.  One lock (coord.lock) guards
+ * everything below that changes; it is never held across a blocking call
+ * (anti-entropy waits on a condition variable, which releases it).
  */
 #ifndef RZKV_COORD_H
 #define RZKV_COORD_H
@@ -142,5 +145,9 @@ int list_key_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b);
  * without skipping a key any shard has not listed yet.  0, or -1 (memory). */
 int list_merge(Rzkv__Reply *const *replies, unsigned n, size_t limit,
                struct list_page *page);
+
+/* coord_repair.c: called by coord_main(), without the lock */
+void repair_start(void);
+void repair_stop(void);
 
 #endif

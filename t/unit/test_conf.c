@@ -315,6 +315,10 @@ test_integer_bounds(void **state)
              "  max_value_size: 268435457\n",
              "n.yml:4:19: node.max_value_size: expected an integer in "
              "1..268435456, got \"268435457\"");
+    node_err("node:\n  id: 1\n  local_address: :8001\n"
+             "  anti_entropy_interval_ms: -1\n",
+             "n.yml:4:29: node.anti_entropy_interval_ms: expected an integer "
+             "in 0..86400000, got \"-1\"");
     cluster_err("cluster:\n  replica_count: 3\n  seed: 4294967296\n" NODES3,
                 "c.yml:3:9: cluster.seed: expected an integer in "
                 "0..4294967295, got \"4294967296\"");
@@ -576,6 +580,7 @@ test_minimal_node_defaults(void **state)
     assert_int_equal(nc->coordinator_workers, 1);
     assert_int_equal(nc->durability, DURABILITY_FULL);
     assert_int_equal(nc->max_value_size, 16777216);
+    assert_int_equal(nc->anti_entropy_interval_ms, 600000);
     assert_string_equal(nc->log_file, "");
     assert_int_equal(nc->log_level, LOG_LEVEL_INFO);
     assert_string_equal(nc->tls_cert, "");
@@ -599,6 +604,7 @@ test_full_node(void **state)
         "  coordinator_workers: 3\n"
         "  durability: normal\n"
         "  max_value_size: 1024\n"
+        "  anti_entropy_interval_ms: 0\n"
         "  log: {file: syslog, level: debug}\n"
         "  tls:\n");
     assert_string_equal(nc->local_address, "[::1]:8001");
@@ -609,6 +615,7 @@ test_full_node(void **state)
     assert_int_equal(nc->coordinator_workers, 3);
     assert_int_equal(nc->durability, DURABILITY_NORMAL);
     assert_int_equal(nc->max_value_size, 1024);
+    assert_int_equal(nc->anti_entropy_interval_ms, 0);
     assert_string_equal(nc->log_file, "syslog");
     assert_int_equal(nc->log_level, LOG_LEVEL_DEBUG);
     conf_node_free(nc);
@@ -754,7 +761,8 @@ test_relative_paths_follow_file(void **state)
     snprintf(want, sizeof(want), "%s:3:3: node.local_adress: unknown key, "
              "expected one of id, local_address, local_metrics_address, "
              "data_dir, run_dir, storage_workers, coordinator_workers, "
-             "durability, max_value_size, log, tls", path);
+             "durability, max_value_size, anti_entropy_interval_ms, log, "
+             "tls", path);
     assert_string_equal(err, want);
 
     assert_int_equal(chdir(cwd), 0);
