@@ -521,32 +521,33 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
         sample_u64(o, "rzkv_quorum_failures_total", labels,
                    metrics_get(&sum.quorum_failures[p]));
     }
-    family(o, "rzkv_unknown_outcomes_total", "counter",
-           "Writes answered UNKNOWN: sent to replicas, outcome not known.");
-    sample_u64(o, "rzkv_unknown_outcomes_total", "",
-               metrics_get(&sum.unknown_outcomes));
-    family(o, "rzkv_read_repairs_total", "counter",
-           "Stale replicas sent the newest version by a read.");
-    sample_u64(o, "rzkv_read_repairs_total", "",
-               metrics_get(&sum.read_repairs));
-    family(o, "rzkv_antientropy_passes_total", "counter",
-           "Anti-entropy passes completed over this node's keys.");
-    sample_u64(o, "rzkv_antientropy_passes_total", "",
-               metrics_get(&sum.antientropy_passes));
-    family(o, "rzkv_antientropy_keys_total", "counter",
-           "Keys of this node compared with their other replicas.");
-    sample_u64(o, "rzkv_antientropy_keys_total", "",
-               metrics_get(&sum.antientropy_keys));
-    family(o, "rzkv_antientropy_pushed_total", "counter",
-           "Newer versions anti-entropy copied to a replica that lacked "
-           "them.");
-    sample_u64(o, "rzkv_antientropy_pushed_total", "",
-               metrics_get(&sum.antientropy_pushed));
-    family(o, "rzkv_antientropy_failures_total", "counter",
-           "Anti-entropy listings or copies that failed (peer down, "
-           "timeout); the next pass retries.");
-    sample_u64(o, "rzkv_antientropy_failures_total", "",
-               metrics_get(&sum.antientropy_failures));
+    const struct {
+        const char *name, *help;
+        const metrics_counter *value;
+    } plain[] = {
+        { "rzkv_unknown_outcomes_total",
+          "Writes answered UNKNOWN: sent to replicas, outcome not known.",
+          &sum.unknown_outcomes },
+        { "rzkv_read_repairs_total",
+          "Stale replicas sent the newest version by a read.",
+          &sum.read_repairs },
+        { "rzkv_antientropy_passes_total",
+          "Anti-entropy passes completed over this node's keys.",
+          &sum.antientropy_passes },
+        { "rzkv_antientropy_keys_total",
+          "Keys of this node compared with their other replicas.",
+          &sum.antientropy_keys },
+        { "rzkv_antientropy_pushed_total",
+          "Newer versions anti-entropy copied to a replica that lacked "
+          "them.", &sum.antientropy_pushed },
+        { "rzkv_antientropy_failures_total",
+          "Anti-entropy listings or copies that failed (peer down, "
+          "timeout); the next pass retries.", &sum.antientropy_failures },
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        family(o, plain[i].name, "counter", plain[i].help);
+        sample_u64(o, plain[i].name, "", metrics_get(plain[i].value));
+    }
     family(o, "rzkv_batch_ops", "histogram",
            "Replica operations per NodeBatch message sent by coordinators.");
     size_hist(o, "rzkv_batch_ops", "", &sum.batch_ops);
