@@ -149,6 +149,26 @@ sp_frame_head(uint8_t *head, int ipc, uint64_t len)
     return n + 8;
 }
 
+int
+sp_frame_next(struct buf *b, int ipc, uint64_t maxlen, const uint8_t **msg,
+              uint64_t *len, size_t *framed)
+{
+    size_t head = ipc ? 9 : 8;
+    size_t have = b->len - b->off;
+    const uint8_t *p = b->data + b->off;
+
+    if (have < head)
+        return 0;
+    *len = sp_get_be64(p + head - 8);
+    if ((ipc && p[0] != SP_IPC_MSG) || *len > maxlen)
+        return -1;
+    if (have < head + *len)
+        return buf_reserve(b, head + *len - have) == 0 ? 0 : -2;
+    *msg = p + head;
+    *framed = head + *len;
+    return 1;
+}
+
 void
 sp_handshake(uint8_t out[SP_HANDSHAKE_LEN], unsigned proto)
 {
@@ -371,7 +391,6 @@ spc_poll(nng_time now)
 static void
 spc_parse(struct spc *c)
 {
-    size_t head = c->ipc ? 9 : 8;
     for (;;) {
         size_t have = c->in.len - c->in.off;
         const uint8_t *p = c->in.data + c->in.off;
@@ -391,26 +410,22 @@ spc_parse(struct spc *c)
                 return;
             continue;
         }
-        if (have < head)
+        const uint8_t *msg;
+        uint64_t n;
+        size_t framed;
+        int r = sp_frame_next(&c->in, c->ipc, c->recvmax, &msg, &n, &framed);
+        if (r == 0)
             break;
-        if (c->ipc && p[0] != SP_IPC_MSG) {
-            spc_down(c, "bad frame");
+        if (r < 0 || n < 4) {
+            spc_down(c, r == -2 ? "out of memory"
+                        : n > c->recvmax ? "reply over the size limit"
+                        : "bad frame");
             return;
         }
-        uint64_t n = sp_get_be64(p + head - 8);
-        if (n < 4 || n > c->recvmax) {
-            spc_down(c, n < 4 ? "bad frame" : "reply over the size limit");
-            return;
-        }
-        if (have < head + n) {
-            if (buf_reserve(&c->in, head + n - have) != 0)
-                spc_down(c, "out of memory");
-            break;
-        }
-        c->in.off += head + n;
+        c->in.off += framed;
         /* The reply may close c (its callback fails what is in flight):
          * the bytes stay valid until the buffer is reset below. */
-        c->reply(c->arg, sp_get_be32(p + head), p + head + 4, n - 4);
+        c->reply(c->arg, sp_get_be32(msg), msg + 4, n - 4);
         if (c->fd < 0)
             return;
     }

@@ -56,6 +56,15 @@ void sp_handshake(uint8_t out[SP_HANDSHAKE_LEN], unsigned proto);
 #define SP_FRAME_HEAD_MAX   9
 size_t sp_frame_head(uint8_t *head, int ipc, uint64_t len);
 int sp_handshake_ok(const uint8_t *p, unsigned proto);
+/*
+ * The next whole message framed in b, past its handshake: 1 with *msg,
+ * *len (its bytes, backtrace first) and *framed (what it takes of b,
+ * frame head included; b->off is not moved), 0 if it has not all arrived
+ * (room for it is reserved), -1 if misframed or *len is over maxlen, -2
+ * out of memory.
+ */
+int sp_frame_next(struct buf *b, int ipc, uint64_t maxlen,
+                  const uint8_t **msg, uint64_t *len, size_t *framed);
 /* The length of the backtrace at the start of a message, or 0. */
 size_t sp_backtrace_len(const uint8_t *p, size_t len);
 

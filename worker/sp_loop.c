@@ -267,7 +267,6 @@ static void
 conn_process(struct sp_conn *c)
 {
     struct buf *in = &c->in;
-    size_t head = c->ipc ? 9 : 8;
     for (;;) {
         size_t have = in->len - in->off;
         const uint8_t *p = in->data + in->off;
@@ -284,25 +283,23 @@ conn_process(struct sp_conn *c)
             c->handshaken = 1;
             continue;
         }
-        if (have < head)
+        const uint8_t *msg;
+        uint64_t n;
+        size_t framed;
+        int r = sp_frame_next(in, c->ipc, loop.maxmsg, &msg, &n, &framed);
+        if (r == 0)
             break;
-        uint64_t n = sp_get_be64(p + head - 8);
-        if ((c->ipc && p[0] != SP_IPC_MSG) || n > loop.maxmsg) {
-            log_warnx("a %llu-byte message, over the %zu-byte limit (or "
-                      "misframed): connection closed",
-                      (unsigned long long)n, loop.maxmsg);
+        if (r < 0) {
+            if (r == -2)
+                log_warnx("out of memory for a %llu-byte message: "
+                          "connection closed", (unsigned long long)n);
+            else
+                log_warnx("a %llu-byte message, over the %zu-byte limit (or "
+                          "misframed): connection closed",
+                          (unsigned long long)n, loop.maxmsg);
             conn_close(c);
             return;
         }
-        if (have < head + n) {
-            if (buf_reserve(in, head + n - have) != 0) {
-                log_warnx("out of memory for a %llu-byte message: "
-                          "connection closed", (unsigned long long)n);
-                conn_close(c);
-            }
-            break;
-        }
-        const uint8_t *msg = p + head;
         size_t hdrlen = sp_backtrace_len(msg, n);
         if (hdrlen > 0) {       /* else no request id: dropped, as nng does */
             unsigned resumes = loop.resumes;
@@ -312,7 +309,7 @@ conn_process(struct sp_conn *c)
                 continue;       /* room came meanwhile: try again */
             }
         }
-        in->off += head + n;
+        in->off += framed;
     }
     buf_trim(in);
 }
