@@ -362,27 +362,36 @@ set_pragmas(struct store *s, char *err, size_t errlen)
     if (strcmp(mode, "wal") != 0)
         return fail(err, errlen, STORE_E_SQL, s->path,
                     "journal_mode is %s, not wal", mode);
-    /* In WAL mode FULL fsyncs the WAL at every commit; NORMAL only at
-     * checkpoints (a power loss may lose the last commits).  FULL until
-     * the epoch bump is committed, whatever the mode: a lost bump would
-     * let the next start hand out this run's clocks again. */
-    /* cache_size: 8 MiB, not more.  A B-tree rebalance gives a page a
+    /*
+     * synchronous FULL: in WAL mode it fsyncs the WAL at every commit,
+     * NORMAL only at checkpoints (a power loss may lose the last commits).
+     * FULL until the epoch bump is committed, whatever node.durability
+     * says: a lost bump would let the next start hand out this run's
+     * clocks again (store_open() lowers it afterwards).
+     *
+     * cache_size 8 MiB, not more: a B-tree rebalance gives a page a
      * temporary number past the end of the file, and the COMMIT that
-     * follows then walks every page in the cache to drop it: with 64 MiB
+     * follows walks every page in the cache to drop it.  With 64 MiB
      * (16,384 pages) that walk was 17% of a storage worker's CPU under
      * random 1 KiB sets, and the pages a larger cache saves come from the
      * OS page cache for ~2 us each (measured: 250 -> 217 us of storage
      * CPU a set).
+     *
      * secure_delete FAST: zero deleted content only inside pages written
      * anyway.  Debian builds SQLite with it ON, which also rewrites every
      * overflow page freed by updating a large value (measured: -7% of
      * storage CPU for 10 KiB sets).  Freed overflow pages keep their old
-     * bytes until reused, as rzkv(7) says. */
-    if ((rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL;"
-                           "PRAGMA cache_size=-8192;"
-                           "PRAGMA secure_delete=FAST;"
-                           "PRAGMA journal_size_limit=67108864;",
-                           NULL, NULL, NULL)) != SQLITE_OK)
+     * bytes until reused, as rzkv(7) says.
+     *
+     * journal_size_limit: the WAL file is truncated back to 64 MiB after
+     * a checkpoint that reset it, should a burst have grown it further.
+     */
+    static const char pragmas[] =
+        "PRAGMA synchronous=FULL;"
+        "PRAGMA cache_size=-8192;"
+        "PRAGMA secure_delete=FAST;"
+        "PRAGMA journal_size_limit=67108864;";
+    if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK)
         return fail(err, errlen, open_status(rc), s->path, "%s",
                     sqlite3_errmsg(s->db));
     if ((rc = query_int(s->db, "PRAGMA page_size", &page_size)) != SQLITE_OK)
