@@ -7,7 +7,7 @@
 #                  [--base-port P] [--summary FILE] [--keep DIR]
 #                  [--consistency one|quorum|all [--expect-anomalies]]
 #                  [--durability full|normal [--expect-lost]]
-#                  [--no-all-readback]
+#                  [--no-all-readback] [--ae-interval MS]
 #
 # The seed (random if not given) is always printed first as "# seed N";
 # the same seed gives the same fault schedule, so a failure can be
@@ -39,9 +39,12 @@
 #        loss           random packet loss (proxy: connection resets)
 #        delay          netem delay (proxy: per-chunk delay); without
 #                       netem in the kernel, a tbf rate limit ("slow")
-#   3. heals everything, restarts what is down, reads every key back at
-#      QUORUM and then at ALL (read repair), waits for every replica to
-#      list every key with the same stamp, and checks the history:
+#   3. heals everything, restarts what is down, waits for anti-entropy
+#      alone (every --ae-interval ms, default 1000; 0: off; not in --net
+#      none, whose nodes keep rzkvctl's default) to make every replica
+#      list every key with the same stamp, before any read; then reads
+#      every key back at QUORUM and then at ALL (read repair), waits for
+#      the replicas to agree again, and checks the history:
 #      linearizable per key, no acknowledged write lost, no deleted key
 #      resurrected.  With --consistency one --expect-anomalies it checks
 #      the opposite: weak operations under partitions must be caught
@@ -77,6 +80,7 @@ expect_anomalies=0
 durability=full
 expect_lost=0
 all_readback=1
+ae_interval=1000
 while [ $# -gt 0 ]; do
     case $1 in
     --seed) seed=$2; shift 2 ;;
@@ -92,7 +96,8 @@ while [ $# -gt 0 ]; do
     --durability) durability=$2; shift 2 ;;
     --expect-lost) expect_lost=1; shift ;;
     --no-all-readback) all_readback=0; shift ;;
-    *) echo "usage: run.sh [--seed N] [--nodes N] [--duration S] [--net auto|netns|proxy|none] [--faults a,b] [--base-port P] [--summary FILE] [--keep DIR] [--consistency LEVEL [--expect-anomalies]] [--durability full|normal [--expect-lost]] [--no-all-readback]" >&2
+    --ae-interval) ae_interval=$2; shift 2 ;;
+    *) echo "usage: run.sh [--seed N] [--nodes N] [--duration S] [--net auto|netns|proxy|none] [--faults a,b] [--base-port P] [--summary FILE] [--keep DIR] [--consistency LEVEL [--expect-anomalies]] [--durability full|normal [--expect-lost]] [--no-all-readback] [--ae-interval MS]" >&2
        exit 64 ;;
     esac
 done
@@ -178,6 +183,7 @@ node:
   storage_workers: 2
   coordinator_workers: 1
   durability: $durability
+  anti_entropy_interval_ms: $ae_interval
   log:
     file: $T/c/log/node-$i.log
     level: info
@@ -500,7 +506,8 @@ tap_cleanup_hook=cleanup
 trap 'exit 143' TERM INT HUP
 
 # ---- the run ----------------------------------------------------------------
-plan 10
+[ "$net" = none ] && ae_interval=0
+if [ "$ae_interval" -gt 0 ]; then plan 11; else plan 10; fi
 all_faults="kill-node kill-worker crash-storage pause"
 [ -f "$POWERLOSS_SO" ] && [ -x "$POWERLOSS" ] && all_faults="$all_faults power-loss"
 [ "$net" != none ] && all_faults="$all_faults partition isolate bridge loss delay"
@@ -565,6 +572,34 @@ heal_ms=$(( $(date +%s%N) / 1000000 ))
 wait_until 30 all_serving
 tap_result $? "healed: every node serving"
 
+converged() {
+    local i
+    for i in $(seq 1 "$nodes"); do
+        as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
+    done
+    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
+    [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
+    return 1
+}
+# Anti-entropy alone, before any read: a node that was down, cut off or
+# lost its unsynced writes must get every version it missed.
+if [ "$ae_interval" -gt 0 ]; then
+    ae_ms=-1
+    ae_deadline=$(( $(date +%s) + 60 ))
+    while [ "$(date +%s)" -lt "$ae_deadline" ]; do
+        attempt_ms=$(( $(date +%s%N) / 1000000 ))
+        if converged; then ae_ms=$((attempt_ms - heal_ms)); break; fi
+        sleep 0.5
+    done
+    if [ "$ae_ms" -ge 0 ]; then
+        tap_result 0 "anti-entropy alone converged the replicas, $((ae_ms / 1000)).$(( (ae_ms % 1000) / 100 ))s after heal, before any read"
+    else
+        tap_result 1 "anti-entropy alone did not converge the replicas within 60 s of heal"
+        sed 's/^/#   /' "$T/converge.out" | head -12
+    fi
+    rm -f "$T/converge-first.out"
+fi
+
 "$PY" "$FAULT_DIR/analyze.py" keys "$HIST" >"$T/keys.txt"
 nkeys=$(wc -l <"$T/keys.txt")
 as_client "$WORKLOAD" --verify -a "$ADDRS" -o "$HIST" -t 1000 \
@@ -582,15 +617,6 @@ tap_result $? "all $nkeys keys read back at QUORUM after healing"
 [ "$v_rc" = 0 ] || sed 's/^/#   /' "$T/verify.out" | tail -5
 
 sed 's/^/# read back at ALL: /' "$T/verify-all.out" | head -5
-converged() {
-    local i
-    for i in $(seq 1 "$nodes"); do
-        as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
-    done
-    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
-    [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
-    return 1
-}
 # Converged at the start of the first listing that agrees (the listing
 # itself takes a while on big runs and is not part of the figure).
 conv_ms=-1
