@@ -3,29 +3,30 @@
  * peers.  Coordinator 0 of every node runs it on a thread of its own.
  *
  * Every node.anti_entropy_interval_ms, a pass walks this node's keys in
- * key order, a page at a time (tombstones included):
+ * key order, a step at a time (tombstones included):
  *
  *   1. list a page of local keys, merged over the storage workers;
- *   2. list every peer's keys in the same key range (its pages, until
- *      the range is done);
- *   3. for each local key, and each other replica the key's placement
- *      names: if that replica lacks the key or holds an older stamp,
- *      read the local entry (with its value) and send it there as a
- *      ReplicaSet.
+ *   2. list a page of the same key range from every peer listed after
+ *      this node in the cluster file; the step ends where the first of
+ *      these pages does;
+ *   3. for each key in the range held by this node or such a peer, where
+ *      both are replicas by the key's placement: if one of them lacks it
+ *      or holds an older stamp, read the entry (with its value) where it
+ *      is newer and send it to the other as a ReplicaSet.
  *
- * Only pushes, never pulls: what this node lacks, a peer holding it
- * pushes on its own pass.  A ReplicaSet is applied only if newer, so a
- * push racing a client's write can never undo it, and the stamp (hence
- * the clock raise) travels with the entry.  A peer that can't be listed
- * or written is skipped for that page and counted as a failure; the next
- * pass tries again.  A node that lost its disk, or missed writes while
- * it was down, so gets back every key it should hold within a pass of
- * each peer that holds it.
+ * So each pair of nodes is compared by one of them, the one listed first,
+ * and copies flow both ways: the last node of the file only answers.  A
+ * ReplicaSet is applied only if newer, so a copy racing a client's write
+ * can never undo it, and the stamp (hence the clock raise) travels with
+ * the entry.  A peer that can't be listed or written is skipped for that
+ * step and counted as a failure; the next pass tries again.  A node that
+ * lost its disk, or missed writes while it was down, so gets back every
+ * key it should hold within a pass of each peer.
  *
  * The pass uses the coordinator's own dests (dest.c), so it shares their
  * connections and batching; it waits on a condition variable under
- * coord.lock, which the dests' callbacks take.  After each page it
- * pauses as long as the page took (at least AE_PAGE_PAUSE_MS): a pass
+ * coord.lock, which the dests' callbacks take.  After each step it
+ * pauses as long as the step took (at least AE_PAGE_PAUSE_MS): a pass
  * keeps the processes it lists busy at most half of its time, and
  * yields more to clients the slower they make it.
  *
@@ -48,11 +49,11 @@
 #include "stamp.h"
 #include "wire.h"
 
-#define AE_PAGE_KEYS        256     /* local keys a page: a listing
+#define AE_PAGE_KEYS        256     /* keys a page: a listing
                                      * holds up the storage worker's
                                      * loop thread, keep it short */
-#define AE_FETCH_KEYS       32      /* entries read and pushed at once */
-#define AE_PAGE_PAUSE_MS    5       /* between pages, at least */
+#define AE_FETCH_KEYS       32      /* entries read and copied at once */
+#define AE_PAGE_PAUSE_MS    5       /* between steps, at least */
 
 static struct {
     pthread_t thread;
@@ -220,82 +221,14 @@ ae_failed(struct ae_pass *pass, const char *what)
         pass->first_failure = what;
 }
 
-/* ---- one page ----------------------------------------------------------- */
+/* ---- one step: a key range, this node against its peers ----------------- */
 
-/* A peer's keys in the page's range, in key order, over its pages. */
-struct ae_peer {
-    Rzkv__Reply **replies;
-    size_t nreplies;
-    Rzkv__Entry **e;
-    size_t n, cap;
-    size_t pos;                 /* compare cursor */
-    int failed;
+/* A copy to make: the key's newer version, from one replica to the other. */
+struct ae_copy {
+    const ProtobufCBinaryData *key;
+    size_t peer;                /* node index of the other replica */
+    int pull;                   /* 1: from the peer to here; 0: to it */
 };
-
-static void
-ae_peer_free(struct ae_peer *p)
-{
-    for (size_t i = 0; i < p->nreplies; i++)
-        rzkv__reply__free_unpacked(p->replies[i], NULL);
-    free(p->replies);
-    free(p->e);
-}
-
-/* Append one page of a peer's listing; 0, or -1 out of memory. */
-static int
-ae_peer_add(struct ae_peer *p, Rzkv__Reply *r)
-{
-    Rzkv__ListKeysReply *lk = r->list_keys;
-    Rzkv__Reply **nr = realloc(p->replies,
-                               (p->nreplies + 1) * sizeof(*nr));
-    if (nr == NULL)
-        return -1;
-    p->replies = nr;
-    p->replies[p->nreplies++] = r;
-    if (p->n + lk->n_entries > p->cap) {
-        size_t cap = p->cap ? p->cap : 1024;
-        while (cap < p->n + lk->n_entries)
-            cap *= 2;
-        Rzkv__Entry **ne = realloc(p->e, cap * sizeof(*ne));
-        if (ne == NULL)
-            return -1;
-        p->e = ne;
-        p->cap = cap;
-    }
-    if (lk->n_entries > 0)
-        memcpy(p->e + p->n, lk->entries, lk->n_entries * sizeof(*p->e));
-    p->n += lk->n_entries;
-    return 0;
-}
-
-/* List all of peer d's keys in [start, end) into p.  Lock held. */
-static void
-ae_peer_list(struct dest *d, const ProtobufCBinaryData *start,
-             const ProtobufCBinaryData *end, struct ae_peer *p,
-             struct ae_pass *pass)
-{
-    ProtobufCBinaryData from = *start;
-    struct ae_call c;
-
-    for (;;) {
-        ae_list(d, &from, end, &c);
-        ae_wait_all();
-        if (c.reply == NULL || ae_peer_add(p, c.reply) != 0) {
-            if (c.reply != NULL)
-                rzkv__reply__free_unpacked(c.reply, NULL);
-            log_debug("anti-entropy: listing %s: %s", dest_name(d),
-                      c.reply != NULL ? "out of memory" : c.err);
-            p->failed = 1;
-            ae_failed(pass, dest_name(d));
-            return;
-        }
-        const ProtobufCBinaryData *next = &c.reply->list_keys->next_key;
-        if (next->len == 0 || (end != NULL && list_key_cmp(next, end) >= 0)
-            || list_key_cmp(next, &from) <= 0 || ae.stop)
-            return;
-        from = *next;           /* lives in p->replies */
-    }
-}
 
 static struct stamp
 ae_stamp(const Rzkv__Entry *e)
@@ -304,108 +237,113 @@ ae_stamp(const Rzkv__Entry *e)
     return e->stamp != NULL ? wire_stamp_view(e->stamp) : none;
 }
 
-/* A copy to make: local entry e to node `node`. */
-struct ae_push {
-    const Rzkv__Entry *e;
-    size_t node;
-};
-
-/*
- * Which other replicas of the page's keys lack them or hold them older.
- * Runs without the lock: the page and the listings are the pass's own,
- * the view is referenced.  Returns how many pushes were written to out
- * (room for page->n * (replica_count - 1)).
- */
-static size_t
-ae_compare(const struct topo *t, const struct list_page *page,
-           struct ae_peer *peers, struct ae_push *out)
+/* Does node `node` hold a replica of key, by the view's placement? */
+static int
+ae_is_replica(const struct topo *t, const ProtobufCBinaryData *key,
+              size_t node)
 {
-    size_t want = (size_t)t->conf->replica_count, npush = 0;
     size_t nodes[QUORUM_MAX_REPLICAS];
-
-    for (size_t k = 0; k < page->n; k++) {
-        const Rzkv__Entry *e = page->entries[k];
-        size_t n = ring_locate(&t->ring, e->key.data, e->key.len, want,
-                               nodes);
-        for (size_t r = 0; r < n; r++) {
-            struct ae_peer *p = &peers[nodes[r]];
-            if ((int)nodes[r] == t->self || p->failed)
-                continue;
-            while (p->pos < p->n &&
-                   list_key_cmp(&p->e[p->pos]->key, &e->key) < 0)
-                p->pos++;
-            const Rzkv__Entry *held = NULL;
-            if (p->pos < p->n &&
-                list_key_cmp(&p->e[p->pos]->key, &e->key) == 0)
-                held = p->e[p->pos];
-            struct stamp mine = ae_stamp(e);
-            struct stamp theirs = mine;
-            if (held != NULL)
-                theirs = ae_stamp(held);
-            if (held == NULL || stamp_cmp(&mine, &theirs) > 0) {
-                out[npush].e = e;
-                out[npush].node = nodes[r];
-                npush++;
-            }
-        }
-    }
-    return npush;
+    size_t n = ring_locate(&t->ring, key->data, key->len,
+                           (size_t)t->conf->replica_count, nodes);
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i] == node)
+            return 1;
+    return 0;
 }
 
 /*
- * Make the copies: read each key's entry (with its value) from the local
- * storage worker, then send it as a ReplicaSet to the replicas that lack
- * it, AE_FETCH_KEYS keys at a time.  Lock held.
+ * Compare this node's entries mine[0, nm) with peer j's theirs[0, nt),
+ * both in key order, and write the copies that make the two replicas of
+ * each key agree to out (room for nm + nt).  Keys only one of the two is
+ * a replica of are skipped.  Runs without the lock.
+ */
+static size_t
+ae_compare(const struct topo *t, size_t j, Rzkv__Entry *const *mine,
+           size_t nm, Rzkv__Entry *const *theirs, size_t nt,
+           struct ae_copy *out)
+{
+    size_t a = 0, b = 0, n = 0;
+
+    while (a < nm || b < nt) {
+        int c = a == nm ? 1 : b == nt ? -1
+              : list_key_cmp(&mine[a]->key, &theirs[b]->key);
+        const Rzkv__Entry *e = c <= 0 ? mine[a] : theirs[b];
+        int pull;
+        if (c == 0) {
+            struct stamp sm = ae_stamp(mine[a]), st = ae_stamp(theirs[b]);
+            int d = stamp_cmp(&sm, &st);
+            a++, b++;
+            if (d == 0)
+                continue;
+            pull = d < 0;
+        } else {
+            pull = c > 0;       /* only the peer holds it */
+            if (c < 0)
+                a++;
+            else
+                b++;
+        }
+        if (ae_is_replica(t, &e->key, (size_t)t->self) &&
+            ae_is_replica(t, &e->key, j)) {
+            out[n].key = &e->key;
+            out[n].peer = j;
+            out[n].pull = pull;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The dest that serves key on node `node` (this node: its storage). */
+static struct dest *
+ae_dest(const struct topo *t, const ProtobufCBinaryData *key, size_t node)
+{
+    if ((int)node == t->self)
+        return coord.shard[ring_shard(key->data, key->len, coord.shards)];
+    return t->dest[node];
+}
+
+/*
+ * Make the copies, AE_FETCH_KEYS at a time: read each entry, with its
+ * value, where it is newer, then send it as a ReplicaSet to the other
+ * replica.  Lock held.
  */
 static void
-ae_push_all(const struct topo *t, const struct ae_push *push, size_t npush,
+ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
             struct ae_pass *pass)
 {
-    size_t i = 0;
-
-    while (i < npush && !ae.stop) {
-        /* [i, j): the pushes of the next AE_FETCH_KEYS keys */
-        size_t j = i, nkeys = 0;
-        while (j < npush) {
-            int new_key = j == i || push[j].e != push[j - 1].e;
-            if (new_key && nkeys == AE_FETCH_KEYS)
-                break;
-            nkeys += (size_t)new_key;
-            j++;
-        }
-        struct ae_op *get = calloc(nkeys, sizeof(*get));
-        struct ae_op *set = calloc(j - i, sizeof(*set));
+    for (size_t i = 0; i < n && !ae.stop; i += AE_FETCH_KEYS) {
+        size_t m = n - i < AE_FETCH_KEYS ? n - i : AE_FETCH_KEYS;
+        struct ae_op *get = calloc(m, sizeof(*get));
+        struct ae_op *set = calloc(m, sizeof(*set));
         if (get == NULL || set == NULL) {
             free(get);
             free(set);
             ae_failed(pass, "out of memory");
             return;
         }
-        size_t g = 0;
-        for (size_t x = i; x < j; x++) {
-            if (x > i && push[x].e == push[x - 1].e)
-                continue;
+        for (size_t x = 0; x < m; x++) {
+            const struct ae_copy *c = &copy[i + x];
             Rzkv__ReplicaGet rg = RZKV__REPLICA_GET__INIT;
             Rzkv__NodeOp op = RZKV__NODE_OP__INIT;
-            rg.key = push[x].e->key;
+            rg.key = *c->key;
             op.op_case = RZKV__NODE_OP__OP_GET;
             op.get = &rg;
-            ae_submit(&get[g++], &op, coord.shard[ring_shard(
-                rg.key.data, rg.key.len, coord.shards)]);
+            ae_submit(&get[x], &op, ae_dest(t, c->key, c->pull
+                                            ? c->peer : (size_t)t->self));
         }
         ae_wait_all();
-        g = 0;
-        for (size_t x = i; x < j; x++) {
-            if (x > i && push[x].e != push[x - 1].e)
-                g++;
-            const struct ae_op *got = &get[g];
+        for (size_t x = 0; x < m; x++) {
+            const struct ae_copy *c = &copy[i + x];
+            const struct ae_op *got = &get[x];
             if (got->res == NULL || got->res->status != RZKV__STATUS__OK ||
                 got->res->entry == NULL) {
                 /* Gone since it was listed (or the read failed): the
                  * next pass sees what is there then. */
                 if (got->res == NULL ||
                     got->res->status != RZKV__STATUS__NOT_FOUND)
-                    ae_failed(pass, dest_name(got->dest));
+                    ae_failed(pass, got->dest ? dest_name(got->dest)
+                                              : "a read");
                 continue;
             }
             Rzkv__ReplicaSet rs = RZKV__REPLICA_SET__INIT;
@@ -413,46 +351,62 @@ ae_push_all(const struct topo *t, const struct ae_push *push, size_t npush,
             rs.entry = got->res->entry;
             op.op_case = RZKV__NODE_OP__OP_SET;
             op.set = &rs;
-            ae_submit(&set[x - i], &op, t->dest[push[x].node]);
+            ae_submit(&set[x], &op, ae_dest(t, c->key, c->pull
+                                            ? (size_t)t->self : c->peer));
         }
         ae_wait_all();
-        for (size_t x = i; x < j; x++) {
-            const struct ae_op *s = &set[x - i];
-            if (s->dest == NULL)
-                continue;               /* not sent: nothing to send */
+        for (size_t x = 0; x < m; x++) {
+            const struct ae_op *s = &set[x];
+            if (s->buf == NULL && s->err[0] == '\0')
+                continue;               /* nothing to send */
             if (s->res != NULL && s->res->status == RZKV__STATUS__OK) {
                 if (s->res->applied)
                     pass->pushed++;
             } else {
-                log_debug("anti-entropy: copy to %s: %s", dest_name(s->dest),
+                log_debug("anti-entropy: copy to %s: %s",
+                          s->dest ? dest_name(s->dest) : "?",
                           s->res != NULL ? s->res->message : s->err);
-                ae_failed(pass, dest_name(s->dest));
+                ae_failed(pass, s->dest ? dest_name(s->dest) : "a copy");
             }
         }
-        ae_ops_free(get, nkeys);
-        ae_ops_free(set, j - i);
-        i = j;
+        ae_ops_free(get, m);
+        ae_ops_free(set, m);
     }
 }
 
+/* How many of entries[0, n) sort before end (NULL: all). */
+static size_t
+ae_before(Rzkv__Entry *const *entries, size_t n,
+          const ProtobufCBinaryData *end)
+{
+    size_t k = 0;
+    while (k < n && (end == NULL || list_key_cmp(&entries[k]->key, end) < 0))
+        k++;
+    return k;
+}
+
 /*
- * One page from *start (a key, empty: the first): returns 1 with *start
- * set to the next page's first key, 0 after the last page, -1 if the
- * local listing failed.  Lock held.
+ * One step from *start (a key; empty: the first).  This node lists a page
+ * of its keys; every peer after it in the cluster file lists the same
+ * range, one page each; the step covers the range up to the first key one
+ * of them did not list, and makes the copies it finds there.  Each pair
+ * of nodes is so compared by one of them, the one listed first.
+ * Returns 1 with *start moved past the range, 0 after the last step, -1
+ * if this node's own listing failed.  Lock held.
  */
 static int
-ae_page(const struct topo *t, ProtobufCBinaryData *start,
+ae_step(const struct topo *t, ProtobufCBinaryData *start,
         struct ae_pass *pass)
 {
     size_t nn = t->conf->node_count;
     struct ae_call *local = calloc(coord.shards, sizeof(*local));
+    struct ae_call *peer = calloc(nn, sizeof(*peer));
     Rzkv__Reply **replies = calloc(coord.shards, sizeof(*replies));
-    struct ae_peer *peers = calloc(nn, sizeof(*peers));
     struct list_page page = { NULL, 0, NULL };
-    struct ae_push *push = NULL;
+    struct ae_copy *copy = NULL;
     int rv = -1;
 
-    if (local == NULL || replies == NULL || peers == NULL)
+    if (local == NULL || peer == NULL || replies == NULL)
         goto out;
     for (unsigned i = 0; i < coord.shards; i++)
         ae_list(coord.shard[i], start, NULL, &local[i]);
@@ -468,43 +422,78 @@ ae_page(const struct topo *t, ProtobufCBinaryData *start,
     }
     if (list_merge(replies, coord.shards, AE_PAGE_KEYS, &page) != 0)
         goto out;
-    for (size_t j = 0; j < nn && !ae.stop; j++)
-        if ((int)j != t->self && page.n > 0)
-            ae_peer_list(t->dest[j], start, page.next, &peers[j], pass);
 
-    size_t room = page.n * (size_t)t->conf->replica_count;
-    if ((push = calloc(room ? room : 1, sizeof(*push))) == NULL)
+    /* The peers' pages of the same range; the step ends where the first
+     * of them (or this node's) stops. */
+    const ProtobufCBinaryData *end = page.next;
+    for (size_t j = (size_t)t->self + 1; j < nn; j++)
+        ae_list(t->dest[j], start, page.next, &peer[j]);
+    ae_wait_all();
+    for (size_t j = (size_t)t->self + 1; j < nn; j++) {
+        if (peer[j].reply == NULL) {
+            log_debug("anti-entropy: listing %s: %s", dest_name(t->dest[j]),
+                      peer[j].err);
+            ae_failed(pass, dest_name(t->dest[j]));
+            continue;
+        }
+        const ProtobufCBinaryData *nk = &peer[j].reply->list_keys->next_key;
+        if (nk->len == 0)
+            continue;
+        if (list_key_cmp(nk, start) <= 0) {     /* no progress: ignore it */
+            rzkv__reply__free_unpacked(peer[j].reply, NULL);
+            peer[j].reply = NULL;
+            ae_failed(pass, dest_name(t->dest[j]));
+            continue;
+        }
+        if (end == NULL || list_key_cmp(nk, end) < 0)
+            end = nk;
+    }
+
+    size_t nm = ae_before(page.entries, page.n, end), room = 0;
+    for (size_t j = (size_t)t->self + 1; j < nn; j++)
+        if (peer[j].reply != NULL)
+            room += nm + peer[j].reply->list_keys->n_entries;
+    if ((copy = calloc(room ? room : 1, sizeof(*copy))) == NULL)
         goto out;
+    size_t ncopy = 0;
     nng_mtx_unlock(coord.lock);
-    size_t npush = ae_compare(t, &page, peers, push);
+    for (size_t j = (size_t)t->self + 1; j < nn; j++) {
+        if (peer[j].reply == NULL)
+            continue;
+        Rzkv__ListKeysReply *lk = peer[j].reply->list_keys;
+        ncopy += ae_compare(t, j, page.entries, nm, lk->entries,
+                            ae_before(lk->entries, lk->n_entries, end),
+                            copy + ncopy);
+    }
     nng_mtx_lock(coord.lock);
-    ae_push_all(t, push, npush, pass);
-    pass->keys += page.n;
+    ae_copy_all(t, copy, ncopy, pass);
+    pass->keys += nm;
 
     rv = 0;
-    if (page.next != NULL) {
-        uint8_t *copy = malloc(page.next->len);
-        if (copy == NULL) {
+    if (end != NULL) {
+        uint8_t *next = malloc(end->len);
+        if (next == NULL) {
             rv = -1;
             goto out;
         }
-        memcpy(copy, page.next->data, page.next->len);
+        memcpy(next, end->data, end->len);
         free(start->data);
-        start->data = copy;
-        start->len = page.next->len;
+        start->data = next;
+        start->len = end->len;
         rv = 1;
     }
 out:
     if (rv < 0 && pass->first_failure == NULL)
         ae_failed(pass, "out of memory");
-    free(push);
+    free(copy);
     free(page.entries);
-    for (size_t j = 0; peers != NULL && j < nn; j++)
-        ae_peer_free(&peers[j]);
-    free(peers);
+    for (size_t j = 0; peer != NULL && j < nn; j++)
+        if (peer[j].reply != NULL)
+            rzkv__reply__free_unpacked(peer[j].reply, NULL);
     for (unsigned i = 0; local != NULL && i < coord.shards; i++)
         if (local[i].reply != NULL)
             rzkv__reply__free_unpacked(local[i].reply, NULL);
+    free(peer);
     free(local);
     free(replies);
     return rv;
@@ -520,11 +509,16 @@ ae_pass(const struct topo *t)
     nng_time began = nng_clock();
     int rv;
 
+    /* The last node of the file compares nothing itself: its peers
+     * compare their pairs with it. */
+    if ((size_t)t->self + 1 >= t->conf->node_count)
+        return;
+
     for (;;) {
-        nng_time page_began = nng_clock();
-        if ((rv = ae_page(t, &start, &pass)) != 1 || ae.stop)
+        nng_time step_began = nng_clock();
+        if ((rv = ae_step(t, &start, &pass)) != 1 || ae.stop)
             break;
-        nng_time took = nng_clock() - page_began;
+        nng_time took = nng_clock() - step_began;
         nng_time until = nng_clock() +
                          (took > AE_PAGE_PAUSE_MS ? took : AE_PAGE_PAUSE_MS);
         while (!ae.stop && nng_clock() < until)
@@ -540,7 +534,7 @@ ae_pass(const struct topo *t)
         return;
     double secs = (double)(nng_clock() - began) / 1000.0;
     if (pass.pushed > 0 || pass.failures > 0)
-        log_info("anti-entropy %s: %llu keys compared, %llu copies pushed, "
+        log_info("anti-entropy %s: %llu keys compared, %llu copies made, "
                  "%llu failures%s%s%s, %.1f s",
                  rv == 0 ? "pass" : "pass abandoned",
                  (unsigned long long)pass.keys,
