@@ -14,8 +14,8 @@
  * Threads and the path of a request:
  *  - The loop thread (sp_loop.c) reads and decodes requests.  Batches of
  *    reads only (ReplicaGet, ClockGet), listings, info and health are
- *    answered there, from a pooled WAL read connection: reads never wait
- *    behind an fsync.
+ *    answered there, from a pooled WAL read connection, in one read
+ *    transaction a batch: reads never wait behind an fsync.
  *  - A batch with any write (ReplicaSet, ClockSet) is queued for the one
  *    writer thread.  It takes everything queued, applies it all in one
  *    transaction and commits (one fsync for the lot in node.durability
@@ -578,9 +578,12 @@ batch_read(struct sctx *c)
     for (size_t i = 0; i < c->nout; i++) {
         struct op_out *o = &c->out[i];
         if (o->kind == OP_GET) {
-            if (r == NULL && (r = store_reader_get(sw->store)) == NULL) {
-                op_got(o, -1);
-                continue;
+            if (r == NULL) {
+                if ((r = store_reader_get(sw->store)) == NULL) {
+                    op_got(o, -1);
+                    continue;
+                }
+                store_read_begin(r);
             }
             const ProtobufCBinaryData *k = &b->ops[i]->get->key;
             op_got(o, store_get(r, k->data, k->len, &o->item));
@@ -589,8 +592,10 @@ batch_read(struct sctx *c)
             op_set_clock(o, now);
         }
     }
-    if (r != NULL)
+    if (r != NULL) {
+        store_read_end(r);
         store_reader_put(sw->store, r);
+    }
     batch_reply(c);
 }
 

@@ -141,6 +141,10 @@ void store_reader_put(struct store *s, struct store_reader *r);
 /* 1 found, 0 absent, -1 error. */
 int store_get(struct store_reader *r, const void *key, size_t len,
               struct store_item *out);
+/* Read the gets between these two from one snapshot (one read
+ * transaction); a failed begin leaves each get a transaction of its own. */
+void store_read_begin(struct store_reader *r);
+void store_read_end(struct store_reader *r);
 void store_item_free(struct store_item *it);
 
 /*

@@ -185,6 +185,39 @@ test_apply_if_newer(void **state)
     store_close(s);
 }
 
+/* A batch of gets reads one snapshot, and the next batch a newer one. */
+static void
+test_read_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = open_ok(f, 0, 1);
+    struct store_item it;
+
+    assert_int_equal(put(s, entry("a", 1, 1, "w", 1, "a1")), 1);
+    assert_int_equal(put(s, entry("b", 1, 1, "w", 1, "b1")), 1);
+    struct store_reader *r = store_reader_get(s);
+    assert_non_null(r);
+    store_read_begin(r);
+    assert_int_equal(store_get(r, "a", 1, &it), 1);
+    store_item_free(&it);
+    /* committed while the batch reads: not in its snapshot */
+    assert_int_equal(put(s, entry("b", 1, 2, "w", 1, "b2")), 1);
+    assert_int_equal(store_get(r, "b", 1, &it), 1);
+    assert_int_equal(it.e.value_len, 2);
+    assert_memory_equal(it.e.value, "b1", 2);
+    store_item_free(&it);
+    store_read_end(r);
+    /* the next batch on the same connection sees it */
+    store_read_begin(r);
+    assert_int_equal(store_get(r, "b", 1, &it), 1);
+    assert_memory_equal(it.e.value, "b2", 2);
+    store_item_free(&it);
+    store_read_end(r);
+    store_reader_put(s, r);
+    assert_string_equal(held(s, "b"), "1.2 w b2");
+    store_close(s);
+}
+
 static void
 test_clock_same_transaction(void **state)
 {
@@ -551,6 +584,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_apply_if_newer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_same_transaction, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_epoch_bumps, setup, teardown),
