@@ -581,16 +581,22 @@ converged() {
     [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
     return 1
 }
+# Milliseconds from the heal to the start of the first listing that
+# agrees (the listing itself takes a while on big runs and is not part of
+# the figure), trying for 60 s; -1 if none did.
+ms_to_converge() {
+    local deadline=$(( $(date +%s) + 60 )) attempt_ms
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        attempt_ms=$(( $(date +%s%N) / 1000000 ))
+        if converged; then echo $((attempt_ms - heal_ms)); return; fi
+        sleep 0.5
+    done
+    echo -1
+}
 # Anti-entropy alone, before any read: a node that was down, cut off or
 # lost its unsynced writes must get every version it missed.
 if [ "$ae_interval" -gt 0 ]; then
-    ae_ms=-1
-    ae_deadline=$(( $(date +%s) + 60 ))
-    while [ "$(date +%s)" -lt "$ae_deadline" ]; do
-        attempt_ms=$(( $(date +%s%N) / 1000000 ))
-        if converged; then ae_ms=$((attempt_ms - heal_ms)); break; fi
-        sleep 0.5
-    done
+    ae_ms=$(ms_to_converge)
     if [ "$ae_ms" -ge 0 ]; then
         tap_result 0 "anti-entropy alone converged the replicas, $((ae_ms / 1000)).$(( (ae_ms % 1000) / 100 ))s after heal, before any read"
     else
@@ -617,15 +623,7 @@ tap_result $? "all $nkeys keys read back at QUORUM after healing"
 [ "$v_rc" = 0 ] || sed 's/^/#   /' "$T/verify.out" | tail -5
 
 sed 's/^/# read back at ALL: /' "$T/verify-all.out" | head -5
-# Converged at the start of the first listing that agrees (the listing
-# itself takes a while on big runs and is not part of the figure).
-conv_ms=-1
-conv_deadline=$(( $(date +%s) + 60 ))
-while [ "$(date +%s)" -lt "$conv_deadline" ]; do
-    attempt_ms=$(( $(date +%s%N) / 1000000 ))
-    if converged; then conv_ms=$((attempt_ms - heal_ms)); break; fi
-    sleep 0.5
-done
+conv_ms=$(ms_to_converge)
 
 "$PY" "$FAULT_DIR/analyze.py" check "$HIST" --json "$T/check.json" >"$T/check.out" 2>&1
 check_rc=$?

@@ -34,6 +34,14 @@ for k in json.load(open('$T/keys.json'))['keys']:
 same_lists() {
     listing "$1" >"$T/la" && listing "$2" >"$T/lb" && cmp -s "$T/la" "$T/lb"
 }
+# caught_up WHAT A B: node B's storage comes to list what node A's does,
+# within 20 s, and holds every live key
+caught_up() {
+    ok "$1" wait_until 20 same_lists "$2" "$3" ||
+        diag "$2 lists $(wc -l <"$T/la") keys, $3 $(wc -l <"$T/lb")"
+    is "  it lists all $((NKEYS + 1)) live keys" "$(wc -l <"$T/lb")" \
+        $((NKEYS + 1))
+}
 # metric N NAME: node N's value of an unlabelled series
 metric() {
     local addr
@@ -73,10 +81,7 @@ ok "  an overwrite" ctl get -a $A1 before
 ctl del -a $A1 gone >/dev/null
 ok "  and a delete" test "$(ctl get -a $A2 gone 2>&1)" != doomed
 ok "start node 3" ctl start --local --dir "$D"
-ok "node 3's storage catches up with node 1's (no reads)" \
-    wait_until 20 same_lists $A1 $A3 ||
-    diag "node 1 lists $(wc -l <"$T/la") keys, node 3 $(wc -l <"$T/lb")"
-is "  it lists $((NKEYS + 1)) live keys" "$(wc -l <"$T/lb")" $((NKEYS + 1))
+caught_up "node 3's storage catches up with node 1's (no reads)" $A1 $A3
 is "  the one deleted while it was down is not back" \
     "$(grep -c '^gone ' "$T/lb")" 0
 is "  through node 3, the overwrite reads new" "$(ctl get -a $A3 before)" new
@@ -91,10 +96,7 @@ ok "  and rzkv_antientropy_passes_total the passes" \
 ok "stop node 1" ctl stop "$D/node-1.yml"
 rm -rf "$D/data/node-1"
 ok "start it with an empty data directory" ctl start --local --dir "$D"
-ok "node 1's storage is rebuilt from its peers" \
-    wait_until 20 same_lists $A2 $A1 ||
-    diag "node 2 lists $(wc -l <"$T/la") keys, node 1 $(wc -l <"$T/lb")"
-is "  all $((NKEYS + 1)) keys" "$(wc -l <"$T/lb")" $((NKEYS + 1))
+caught_up "node 1's storage is rebuilt from its peers" $A2 $A1
 ok "  with its copies counted by node 1 itself" \
     test "$(metric 1 rzkv_antientropy_pushed_total)" -ge $((NKEYS + 1))
 is "  and k1 reads back through node 1" "$(ctl get -a $A1 k1)" v1
