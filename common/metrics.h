@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     2
+#define METRICS_VERSION     3
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -138,6 +138,10 @@ struct metrics_coord {
     metrics_counter antientropy_pushed;             /* copies peers stored */
     metrics_counter antientropy_failures;           /* listings or pushes
                                                      * that failed */
+    metrics_counter antientropy_last_pass_ms;       /* gauge: wall clock
+                                                     * (Unix ms) at the end
+                                                     * of the last complete
+                                                     * pass; 0: none */
     struct metrics_size_hist batch_ops;             /* per NodeBatch sent */
     metrics_counter batch_messages[MDEST_COUNT];
     metrics_counter inflight;                       /* gauge */

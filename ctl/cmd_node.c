@@ -106,7 +106,7 @@ data_dir_free(const struct node_conf *nc)
 }
 
 static void
-format_uptime(long long s, char *buf, size_t len)
+format_duration(long long s, char *buf, size_t len)
 {
     if (s < 60)
         snprintf(buf, len, "%llds", s);
@@ -724,7 +724,7 @@ print_worker(const struct cjson *w)
 #define EXTRA(...) do { if (off < sizeof(extra)) off += (size_t)snprintf( \
         extra + off, sizeof(extra) - off, __VA_ARGS__); } while (0)
     if (pid > 0) {
-        format_uptime(cjson_get_int(w, "uptime_s", 0), up, sizeof(up));
+        format_duration(cjson_get_int(w, "uptime_s", 0), up, sizeof(up));
         EXTRA("  up %s", up);
     }
     EXTRA("  restarts %lld", cjson_get_int(w, "restarts", 0));
@@ -737,6 +737,12 @@ print_worker(const struct cjson *w)
         EXTRA("  peers %lld/%lld  in flight %lld",
               cjson_get_int(w, "peers_connected", 0),
               cjson_get_int(w, "peers", 0), cjson_get_int(w, "inflight", 0));
+    long long ae_ms = cjson_get_int(w, "antientropy_last_pass_ms", 0);
+    if (ae_ms > 0) {
+        long long ago = (long long)time(NULL) - ae_ms / 1000;
+        format_duration(ago > 0 ? ago : 0, num, sizeof(num));
+        EXTRA("  anti-entropy %s ago", num);
+    }
     if (strcmp(state, "backoff") == 0)
         EXTRA("  backoff %lld ms", cjson_get_int(w, "backoff_ms", 0));
     if (last[0] != '\0')
@@ -778,7 +784,7 @@ print_node(const struct ctl_node *node, const struct cjson *st,
                wd->address, address, "-", "-", "-", "-");
         return;
     }
-    format_uptime(cjson_get_int(st, "uptime_s", 0), up, sizeof(up));
+    format_duration(cjson_get_int(st, "uptime_s", 0), up, sizeof(up));
     if (cjson_get(st, "keys") != NULL) {
         format_bytes(cjson_get_int(st, "load_bytes", 0), load, sizeof(load));
         snprintf(keys, sizeof(keys), "%lld", cjson_get_int(st, "keys", 0));

@@ -51,7 +51,9 @@
  *	           rzkv_quorum_failures_total{op}, rzkv_unknown_outcomes_total,
  *	           rzkv_read_repairs_total, rzkv_antientropy_passes_total,
  *	           rzkv_antientropy_keys_total, rzkv_antientropy_pushed_total,
- *	           rzkv_antientropy_failures_total, rzkv_batch_ops (histogram),
+ *	           rzkv_antientropy_failures_total,
+ *	           rzkv_antientropy_last_pass_timestamp_seconds,
+ *	           rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
  *	           rzkv_coordinator_inflight
  *	  storage, per shard="N":
@@ -451,6 +453,14 @@ coord_sum(const struct sup *s, const struct snapshot *snap,
             s->groups[SUP_COORD].children[k].pid > 0)
             metrics_add(&sum->inflight,
                         metrics_get(&snap->coord[k]->u.coord.inflight));
+    /* The last anti-entropy pass is a time: the latest, not the sum. */
+    metrics_set(&sum->antientropy_last_pass_ms, 0);
+    for (int k = 0; k < snap->ncoord; k++) {
+        uint64_t t = snap->coord[k] == NULL ? 0 : metrics_get(
+            &snap->coord[k]->u.coord.antientropy_last_pass_ms);
+        if (t > metrics_get(&sum->antientropy_last_pass_ms))
+            metrics_set(&sum->antientropy_last_pass_ms, t);
+    }
 }
 
 /* The (api, op) pairs a coordinator serves. */
@@ -548,6 +558,12 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
         family(o, plain[i].name, "counter", plain[i].help);
         sample_u64(o, plain[i].name, "", metrics_get(plain[i].value));
     }
+    family(o, "rzkv_antientropy_last_pass_timestamp_seconds", "gauge",
+           "When this node last completed an anti-entropy pass (Unix "
+           "time; 0: not since its coordinator started counting).");
+    evbuffer_add_printf(o, "rzkv_antientropy_last_pass_timestamp_seconds "
+                        "%.3f\n", (double)metrics_get(
+                            &sum.antientropy_last_pass_ms) / 1000.0);
     family(o, "rzkv_batch_ops", "histogram",
            "Replica operations per NodeBatch message sent by coordinators.");
     size_hist(o, "rzkv_batch_ops", "", &sum.batch_ops);
@@ -863,7 +879,8 @@ sup_metrics_node_json(struct sup *s, struct evbuffer *out)
 }
 
 /* ,"keys":..,"load_bytes":..,"epoch":.. for a storage worker object;
- * ,"inflight":..,"peers_connected":..,"peers":.. for a coordinator. */
+ * ,"inflight":..,"peers_connected":..,"peers":..,
+ * "antientropy_last_pass_ms":.. for a coordinator. */
 void
 sup_metrics_worker_json(const struct sup_child *c, struct evbuffer *out)
 {
@@ -889,9 +906,11 @@ sup_metrics_worker_json(const struct sup_child *c, struct evbuffer *out)
             n++;
         }
         evbuffer_add_printf(out, ",\"inflight\":%llu,\"peers_connected\":%d,"
-                            "\"peers\":%zu",
+                            "\"peers\":%zu,\"antientropy_last_pass_ms\":%llu",
                             (unsigned long long)metrics_get(
-                                &f->u.coord.inflight), up, n);
+                                &f->u.coord.inflight), up, n,
+                            (unsigned long long)metrics_get(
+                                &f->u.coord.antientropy_last_pass_ms));
     }
     metrics_unmap(f);
 }

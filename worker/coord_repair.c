@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
@@ -528,8 +529,14 @@ ae_pass(const struct topo *t)
     metrics_add(&metrics->u.coord.antientropy_keys, pass.keys);
     metrics_add(&metrics->u.coord.antientropy_pushed, pass.pushed);
     metrics_add(&metrics->u.coord.antientropy_failures, pass.failures);
-    if (rv == 0)
+    if (rv == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
         metrics_add(&metrics->u.coord.antientropy_passes, 1);
+        metrics_set(&metrics->u.coord.antientropy_last_pass_ms,
+                    (uint64_t)now.tv_sec * 1000 +
+                    (uint64_t)now.tv_nsec / 1000000);
+    }
     if (ae.stop)
         return;
     double secs = (double)(nng_clock() - began) / 1000.0;

@@ -91,6 +91,12 @@ ok "  rzkv_antientropy_pushed_total counts the copies ($pushed)" \
     test "$pushed" -ge $((NKEYS + 2))
 ok "  and rzkv_antientropy_passes_total the passes" \
     test "$(metric 1 rzkv_antientropy_passes_total)" -gt 0
+ts=$(metric 1 rzkv_antientropy_last_pass_timestamp_seconds)
+ok "  rzkv_antientropy_last_pass_timestamp_seconds says when, recently ($ts)" \
+    test "$ts" -gt 0 -a $(( $(date +%s) - ts )) -lt 60
+like "  and rzkvctl status -v how long ago" \
+    "$(ctl status -v --local --dir "$D" 2>&1 | grep 'coordinator' | head -1)" \
+    "anti-entropy [0-9]+s ago"
 
 # ---- a node whose disk was lost ----------------------------------------------
 ok "stop node 1" ctl stop "$D/node-1.yml"
