@@ -231,13 +231,6 @@ struct ae_copy {
     int pull;                   /* 1: from the peer to here; 0: to it */
 };
 
-static struct stamp
-ae_stamp(const Rzkv__Entry *e)
-{
-    static const struct stamp none;
-    return e->stamp != NULL ? wire_stamp_view(e->stamp) : none;
-}
-
 /* Does node `node` hold a replica of key, by the view's placement? */
 static int
 ae_is_replica(const struct topo *t, const ProtobufCBinaryData *key,
@@ -271,7 +264,8 @@ ae_compare(const struct topo *t, size_t j, Rzkv__Entry *const *mine,
         const Rzkv__Entry *e = c <= 0 ? mine[a] : theirs[b];
         int pull;
         if (c == 0) {
-            struct stamp sm = ae_stamp(mine[a]), st = ae_stamp(theirs[b]);
+            struct stamp sm = wire_stamp_view(mine[a]->stamp);
+            struct stamp st = wire_stamp_view(theirs[b]->stamp);
             int d = stamp_cmp(&sm, &st);
             a++, b++;
             if (d == 0)
