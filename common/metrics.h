@@ -135,8 +135,9 @@ struct metrics_coord {
     metrics_counter read_repairs;
     metrics_counter antientropy_passes;             /* completed passes */
     metrics_counter antientropy_keys;               /* local keys compared */
-    metrics_counter antientropy_pushed;             /* copies peers stored */
-    metrics_counter antientropy_failures;           /* listings or pushes
+    metrics_counter antientropy_pushed;             /* copies a replica
+                                                     * stored, either way */
+    metrics_counter antientropy_failures;           /* listings or copies
                                                      * that failed */
     metrics_counter antientropy_last_pass_ms;       /* gauge: wall clock
                                                      * (Unix ms) at the end

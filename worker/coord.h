@@ -10,7 +10,7 @@
  *   coord_node.c     the Node API from peers: NodeBatch split over the
  *                    local storage workers, key listing, node info
  *   coord_repair.c   anti-entropy: coordinator 0 compares this node's
- *                    keys with its peers' and pushes what they lack
+ *                    keys with its peers' and copies the newer versions
  *
  * Threads: the loop's (sp_loop.c), the tick's, anti-entropy's (on
  * coordinator 0), nng's callbacks.  One lock (coord.lock) guards

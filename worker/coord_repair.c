@@ -26,7 +26,7 @@
  * The pass uses the coordinator's own dests (dest.c), so it shares their
  * connections and batching; it waits on a condition variable under
  * coord.lock, which the dests' callbacks take.  After each step it
- * pauses as long as the step took (at least AE_PAGE_PAUSE_MS): a pass
+ * pauses as long as the step took (at least AE_STEP_PAUSE_MS): a pass
  * keeps the processes it lists busy at most half of its time, and
  * yields more to clients the slower they make it.
  *
@@ -54,7 +54,7 @@
                                      * holds up the storage worker's
                                      * loop thread, keep it short */
 #define AE_FETCH_KEYS       32      /* entries read and copied at once */
-#define AE_PAGE_PAUSE_MS    5       /* between steps, at least */
+#define AE_STEP_PAUSE_MS    5       /* between steps, at least */
 
 static struct {
     pthread_t thread;
@@ -66,7 +66,7 @@ static struct {
 
 /* The counts of one pass, for its log line and the metrics. */
 struct ae_pass {
-    uint64_t keys, pushed, failures;
+    uint64_t keys, copied, failures;
     const char *first_failure;  /* a dest name, for the log */
 };
 
@@ -356,7 +356,7 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
                 continue;               /* nothing to send */
             if (s->res != NULL && s->res->status == RZKV__STATUS__OK) {
                 if (s->res->applied)
-                    pass->pushed++;
+                    pass->copied++;
             } else {
                 log_debug("anti-entropy: copy to %s: %s",
                           s->dest ? dest_name(s->dest) : "?",
@@ -515,13 +515,13 @@ ae_pass(const struct topo *t)
             break;
         nng_time took = nng_clock() - step_began;
         nng_time until = nng_clock() +
-                         (took > AE_PAGE_PAUSE_MS ? took : AE_PAGE_PAUSE_MS);
+                         (took > AE_STEP_PAUSE_MS ? took : AE_STEP_PAUSE_MS);
         while (!ae.stop && nng_clock() < until)
             nng_cv_until(ae.cv, until);
     }
     free(start.data);
     metrics_add(&metrics->u.coord.antientropy_keys, pass.keys);
-    metrics_add(&metrics->u.coord.antientropy_pushed, pass.pushed);
+    metrics_add(&metrics->u.coord.antientropy_pushed, pass.copied);
     metrics_add(&metrics->u.coord.antientropy_failures, pass.failures);
     if (rv == 0) {
         struct timespec now;
@@ -534,12 +534,12 @@ ae_pass(const struct topo *t)
     if (ae.stop)
         return;
     double secs = (double)(nng_clock() - began) / 1000.0;
-    if (pass.pushed > 0 || pass.failures > 0)
+    if (pass.copied > 0 || pass.failures > 0)
         log_info("anti-entropy %s: %llu keys compared, %llu copies made, "
                  "%llu failures%s%s%s, %.1f s",
                  rv == 0 ? "pass" : "pass abandoned",
                  (unsigned long long)pass.keys,
-                 (unsigned long long)pass.pushed,
+                 (unsigned long long)pass.copied,
                  (unsigned long long)pass.failures,
                  pass.first_failure ? " (first: " : "",
                  pass.first_failure ? pass.first_failure : "",
