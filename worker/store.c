@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -73,9 +74,12 @@ struct store {
     sqlite3_stmt *w_begin;
     sqlite3_stmt *w_commit;
     sqlite3_stmt *w_rollback;
+    sqlite3_stmt *w_delete;
     struct clock pending;           /* clock inside the open transaction */
     int pending_dirty;
-    uint64_t pending_inserts;
+    int64_t pending_rows;           /* rows added less rows purged */
+    uint64_t pending_purged;
+    uint64_t tx_now_ms;             /* wall clock at store_begin */
 
     /* The checkpointer: its thread and connection. */
     sqlite3 *ck_db;
@@ -106,7 +110,10 @@ static const char *const schema_sql =
     " epoch INTEGER NOT NULL,"
     " clock_epoch INTEGER NOT NULL,"
     " clock_counter INTEGER NOT NULL);"
-    /* value last: listing never reads its overflow pages. */
+    /* value after what listing reads, so it never reads its overflow
+     * pages; deleted_ms after it only because format 1 lacked it (ALTER
+     * TABLE appends), and it is NULL, so free to skip, unless there is
+     * no value. */
     "CREATE TABLE kv ("
     " id INTEGER PRIMARY KEY,"
     " key BLOB NOT NULL UNIQUE,"
@@ -116,7 +123,17 @@ static const char *const schema_sql =
     " writer BLOB NOT NULL,"
     " nonce INTEGER NOT NULL,"
     " tombstone INTEGER NOT NULL,"
-    " value BLOB);";
+    " value BLOB,"
+    " deleted_ms INTEGER);";
+
+/* Wall-clock milliseconds: when a tombstone was stored, and its age. */
+static uint64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* A non-NULL pointer for empty blobs: SQLite binds (NULL, 0) as NULL. */
 static const uint8_t empty_blob[1];
@@ -287,10 +304,11 @@ bad:
                 sqlite3_errmsg(s->db));
 }
 
-/* Is this file one of ours, sound, and this worker's shard? */
+/* Is this file one of ours, sound, and this worker's shard?  *format
+ * is the format version it was written in. */
 static enum store_status
-check_existing(struct store *s, const struct store_config *cfg, char *err,
-               size_t errlen)
+check_existing(struct store *s, const struct store_config *cfg,
+               sqlite3_int64 *format, char *err, size_t errlen)
 {
     sqlite3_int64 app_id, version;
     char text[256];
@@ -306,10 +324,11 @@ check_existing(struct store *s, const struct store_config *cfg, char *err,
     if ((rc = query_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK)
         return fail(err, errlen, open_status(rc), s->path, "%s",
                     sqlite3_errmsg(s->db));
-    if (version != STORE_FORMAT_VERSION)
+    if (version < 1 || version > STORE_FORMAT_VERSION)
         return fail(err, errlen, STORE_E_VERSION, s->path,
-                    "format version %lld, this rzkvd reads %d",
+                    "format version %lld, this rzkvd reads 1..%d",
                     (long long)version, STORE_FORMAT_VERSION);
+    *format = version;
     if ((rc = query_text(s->db, "PRAGMA quick_check", text, sizeof(text)))
             != SQLITE_OK)
         return fail(err, errlen, open_status(rc) == STORE_E_SQL
@@ -402,6 +421,51 @@ set_pragmas(struct store *s, char *err, size_t errlen)
     return STORE_OK;
 }
 
+/*
+ * Bring a file of an older format up to this one, in one transaction.
+ * 1 -> 2: kv.deleted_ms, when each tombstone was stored.  Format 1 never
+ * recorded it, so its tombstones count from the upgrade: a purge may
+ * come later than it could have, never sooner.
+ */
+static enum store_status
+upgrade_format(struct store *s, sqlite3_int64 from, char *err, size_t errlen)
+{
+    char sql[256];
+    int rc;
+
+    if ((rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL))
+            != SQLITE_OK)
+        goto bad;
+    if (from < 2) {
+        snprintf(sql, sizeof(sql),
+                 "ALTER TABLE kv ADD COLUMN deleted_ms INTEGER;"
+                 "UPDATE kv SET deleted_ms = %llu WHERE tombstone = 1;",
+                 (unsigned long long)wall_ms());
+        if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+            goto bad_tx;
+    }
+    snprintf(sql, sizeof(sql), "UPDATE meta SET format = %d WHERE id = 1;"
+             "PRAGMA user_version=%d;", STORE_FORMAT_VERSION,
+             STORE_FORMAT_VERSION);
+    if ((rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+        goto bad_tx;
+    s->stats.upgraded_from = (uint64_t)from;
+    return STORE_OK;
+bad_tx:
+    {
+        enum store_status st = fail(err, errlen, open_status(rc), s->path,
+                                    "upgrading from format %lld: %s",
+                                    (long long)from, sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return st;
+    }
+bad:
+    return fail(err, errlen, open_status(rc), s->path,
+                "upgrading from format %lld: %s", (long long)from,
+                sqlite3_errmsg(s->db));
+}
+
 /* Start a new epoch, durably, before anything is answered. */
 static enum store_status
 bump_epoch(struct store *s, char *err, size_t errlen)
@@ -467,13 +531,16 @@ prepare_writer(struct store *s, char *err, size_t errlen)
           "SELECT epoch, counter, writer, nonce, tombstone, value "
           "FROM kv WHERE key = ?1" },
         { offsetof(struct store, w_find),
-          "SELECT id, epoch, counter, writer, nonce FROM kv WHERE key = ?1" },
+          "SELECT id, epoch, counter, writer, nonce, tombstone, deleted_ms "
+          "FROM kv WHERE key = ?1" },
         { offsetof(struct store, w_insert),
           "INSERT INTO kv (key, hash, epoch, counter, writer, nonce, "
-          "tombstone, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" },
+          "tombstone, value, deleted_ms) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)" },
         { offsetof(struct store, w_update),
           "UPDATE kv SET epoch = ?2, counter = ?3, writer = ?4, nonce = ?5, "
-          "tombstone = ?6, value = ?7 WHERE id = ?1" },
+          "tombstone = ?6, value = ?7, deleted_ms = ?8 WHERE id = ?1" },
+        { offsetof(struct store, w_delete), "DELETE FROM kv WHERE id = ?1" },
         { offsetof(struct store, w_clock),
           "UPDATE meta SET clock_epoch = ?1, clock_counter = ?2 "
           "WHERE id = 1" },
@@ -496,7 +563,7 @@ static enum store_status
 open_writer(struct store *s, const struct store_config *cfg, char *err,
             size_t errlen)
 {
-    sqlite3_int64 tables, entries;
+    sqlite3_int64 tables, entries, format = STORE_FORMAT_VERSION;
     enum store_status st;
     int rc;
 
@@ -521,9 +588,11 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
     if (tables == 0 && app_id == 0)
         st = create_schema(s, cfg, err, errlen);
     else
-        st = check_existing(s, cfg, err, errlen);
+        st = check_existing(s, cfg, &format, err, errlen);
     if (st == STORE_OK)
         st = set_pragmas(s, err, errlen);
+    if (st == STORE_OK && format < STORE_FORMAT_VERSION)
+        st = upgrade_format(s, format, err, errlen);
     if (st == STORE_OK)
         st = bump_epoch(s, err, errlen);
     if (st == STORE_OK && !s->sync_full &&
@@ -675,10 +744,10 @@ open_reader(const char *path)
     if (prepare(r->db, "SELECT epoch, counter, writer, nonce, tombstone, "
                 "value FROM kv WHERE key = ?1", &r->get) != SQLITE_OK ||
         prepare(r->db, "SELECT key, hash, epoch, counter, writer, nonce, "
-                "tombstone FROM kv WHERE key >= ?1 ORDER BY key",
+                "tombstone, deleted_ms FROM kv WHERE key >= ?1 ORDER BY key",
                 &r->list_from) != SQLITE_OK ||
         prepare(r->db, "SELECT key, hash, epoch, counter, writer, nonce, "
-                "tombstone FROM kv WHERE key >= ?1 AND key < ?2 "
+                "tombstone, deleted_ms FROM kv WHERE key >= ?1 AND key < ?2 "
                 "ORDER BY key", &r->list_range) != SQLITE_OK ||
         prepare(r->db, "PRAGMA page_count", &r->page_count) != SQLITE_OK ||
         prepare(r->db, "BEGIN", &r->begin) != SQLITE_OK ||
@@ -733,8 +802,8 @@ store_close(struct store *s)
     for (int i = 0; i < s->nreaders; i++)
         close_reader(s->readers[i]);
     sqlite3_stmt *stmts[] = {
-        s->w_get, s->w_find, s->w_insert, s->w_update, s->w_clock,
-        s->w_begin, s->w_commit, s->w_rollback,
+        s->w_get, s->w_find, s->w_insert, s->w_update, s->w_delete,
+        s->w_clock, s->w_begin, s->w_commit, s->w_rollback,
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         sqlite3_finalize(stmts[i]);
@@ -764,7 +833,9 @@ store_begin(struct store *s)
     s->pending = s->clock;
     pthread_mutex_unlock(&s->lock);
     s->pending_dirty = 0;
-    s->pending_inserts = 0;
+    s->pending_rows = 0;
+    s->pending_purged = 0;
+    s->tx_now_ms = wall_ms();
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -795,16 +866,19 @@ write_version(struct store *s, sqlite3_int64 rowid, int exists,
     bind_blob(st, 5 - exists, e->stamp.writer, e->stamp.writer_len);
     bind_u64(st, 6 - exists, e->stamp.nonce);
     sqlite3_bind_int(st, 7 - exists, e->tombstone != 0);
-    if (e->tombstone)
+    if (e->tombstone) {
         sqlite3_bind_null(st, 8 - exists);
-    else
+        bind_u64(st, 9 - exists, s->tx_now_ms);
+    } else {
         bind_blob(st, 8 - exists, e->value, e->value_len);
+        sqlite3_bind_null(st, 9 - exists);
+    }
     rc = sqlite3_step(st);
     finish(st);
     if (rc != SQLITE_DONE)
         return -1;
     if (!exists)
-        s->pending_inserts++;
+        s->pending_rows++;
     return 0;
 }
 
@@ -849,6 +923,49 @@ store_apply(struct store *s, const struct store_entry *e, int *applied)
 }
 
 int
+store_purge(struct store *s, const void *key, size_t len,
+            const struct stamp *stamp, uint64_t min_age_ms, int *purged)
+{
+    sqlite3_stmt *st = s->w_find;
+    int rc, match = 0;
+    sqlite3_int64 rowid = 0;
+
+    *purged = 0;
+    bind_blob(st, 1, key, len);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct stamp held = {
+            .epoch = column_u64(st, 1),
+            .counter = column_u64(st, 2),
+            .writer = sqlite3_column_blob(st, 3),
+            .writer_len = (size_t)sqlite3_column_bytes(st, 3),
+            .nonce = column_u64(st, 4),
+        };
+        uint64_t deleted = column_u64(st, 6);
+        rowid = sqlite3_column_int64(st, 0);
+        /* A clock set back leaves the tombstone for later, not sooner. */
+        match = sqlite3_column_int(st, 5) &&
+                sqlite3_column_type(st, 6) == SQLITE_INTEGER &&
+                stamp_cmp(&held, stamp) == 0 &&
+                deleted <= s->tx_now_ms &&
+                s->tx_now_ms - deleted >= min_age_ms;
+    }
+    finish(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    if (!match)
+        return 0;
+    sqlite3_bind_int64(s->w_delete, 1, rowid);
+    rc = sqlite3_step(s->w_delete);
+    finish(s->w_delete);
+    if (rc != SQLITE_DONE)
+        return -1;
+    s->pending_rows--;
+    s->pending_purged++;
+    *purged = 1;
+    return 0;
+}
+
+int
 store_commit(struct store *s, size_t ops)
 {
     int rc;
@@ -875,7 +992,8 @@ store_commit(struct store *s, size_t ops)
     if (s->sync_full)
         s->stats.fsyncs++;
     s->stats.ops_committed += ops;
-    s->stats.entries += s->pending_inserts;
+    s->stats.entries += (uint64_t)s->pending_rows;
+    s->stats.purged += s->pending_purged;
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -889,7 +1007,8 @@ store_rollback(struct store *s)
         sqlite3_reset(s->w_rollback);
     }
     s->pending_dirty = 0;
-    s->pending_inserts = 0;
+    s->pending_rows = 0;
+    s->pending_purged = 0;
 }
 
 /* ---- reads ------------------------------------------------------------ */
@@ -1012,6 +1131,7 @@ store_list(struct store_reader *r, const struct store_list_query *q,
 {
     sqlite3_stmt *st = q->end_len ? r->list_range : r->list_from;
     size_t listed = 0, scanned = 0, bytes = 0;
+    uint64_t now = wall_ms();
     long result = 0;
     int rc;
 
@@ -1046,6 +1166,10 @@ store_list(struct store_reader *r, const struct store_list_query *q,
             },
             .tombstone = tomb,
         };
+        if (tomb && sqlite3_column_type(st, 7) == SQLITE_INTEGER) {
+            uint64_t deleted = column_u64(st, 7);
+            e.tombstone_age_ms = deleted < now ? now - deleted : 0;
+        }
         if (fn(arg, &e) != 0) {
             result = -1;
             break;

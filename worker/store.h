@@ -6,7 +6,9 @@
  *   meta  one row: magic, format version, shard index, the node's storage
  *         worker count, the epoch of the current start, the clock
  *   kv    rowid table, one row per key: key (UNIQUE), ring_key_hash(key),
- *         stamp (epoch, counter, writer, nonce), tombstone flag, value
+ *         stamp (epoch, counter, writer, nonce), tombstone flag, value,
+ *         and for a tombstone deleted_ms, the wall-clock time this worker
+ *         stored it (format 2; store_purge() waits on it)
  *
  * A rowid table with a UNIQUE key index and WAL: measured ~5x faster to
  * write than WITHOUT ROWID for rows of ~1 KiB (DESIGN.md 4).
@@ -34,7 +36,7 @@
 
 #include "stamp.h"
 
-#define STORE_FORMAT_VERSION    1
+#define STORE_FORMAT_VERSION    2   /* 1 is upgraded at open */
 #define STORE_PAGE_SIZE         4096        /* set when the file is made */
 #define STORE_APPLICATION_ID    0x727a6b76  /* "rzkv" in PRAGMA application_id */
 
@@ -67,6 +69,7 @@ struct store_entry {
     int tombstone;
     const uint8_t *value;
     size_t value_len;
+    uint64_t tombstone_age_ms;  /* listings: ms since it was stored */
 };
 
 /* A version read from the database, with its own copy of the bytes. */
@@ -81,6 +84,8 @@ struct store_stats {
     uint64_t fsyncs;        /* WAL fsyncs by commits (0 in NORMAL mode) */
     uint64_t ops_committed; /* operations in those transactions */
     uint64_t checkpoints;   /* WAL checkpoints completed */
+    uint64_t purged;        /* tombstones removed by store_purge() */
+    uint64_t upgraded_from; /* format the file had at open, if older */
     uint64_t epoch;         /* epoch of this start */
     struct clock clock;     /* committed clock */
 };
@@ -111,6 +116,13 @@ int store_begin(struct store *s);
  * rolled back).
  */
 int store_apply(struct store *s, const struct store_entry *e, int *applied);
+/*
+ * Remove key's row if it is a tombstone with exactly this stamp, stored
+ * min_age_ms or more ago by the wall clock.  *purged says whether it was.
+ * 0, or -1 (the transaction must be rolled back).
+ */
+int store_purge(struct store *s, const void *key, size_t len,
+                const struct stamp *stamp, uint64_t min_age_ms, int *purged);
 /* Raise the pending clock (never lowers it). */
 void store_clock_raise(struct store *s, const struct clock *c);
 /* Get inside the write transaction: 1 found, 0 absent, -1 error. */

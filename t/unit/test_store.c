@@ -1,7 +1,8 @@
 /*
  * test_store.c - the storage worker's SQLite layer (worker/store.c) on its
  * own, in a temporary directory: apply-if-newer, the durable clock and
- * epoch, refusing databases that are not this shard's, listings.
+ * epoch, refusing databases that are not this shard's, listings,
+ * purging tombstones, upgrading format 1 files.
  */
 #include "config.h"
 
@@ -312,6 +313,74 @@ test_epoch_bumps(void **state)
     sqlite3_close(db);
 }
 
+/* Purge key in a transaction of its own; returns purged. */
+static int
+purge(struct store *s, const char *key, uint64_t e, uint64_t c,
+      const char *writer, uint64_t nonce, uint64_t min_age_ms)
+{
+    struct stamp st = { e, c, (const uint8_t *)writer, strlen(writer),
+                        nonce };
+    int purged = -1;
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_purge(s, key, strlen(key), &st, min_age_ms,
+                                 &purged), 0);
+    assert_int_equal(store_commit(s, 1), 0);
+    return purged;
+}
+
+/* A purge removes exactly the tombstone named, and only once it is old. */
+static void
+test_purge(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = open_ok(f, 0, 1);
+
+    assert_int_equal(put(s, entry("v", 3, 1, "w", 0, "value")), 1);
+    assert_int_equal(put(s, entry("t", 3, 2, "w", 0, NULL)), 1);
+    /* too young, other stamps, a value, an absent key: all kept */
+    assert_int_equal(purge(s, "t", 3, 2, "w", 0, 60000), 0);
+    assert_int_equal(purge(s, "t", 3, 2, "w", 1, 1), 0);
+    assert_int_equal(purge(s, "t", 3, 1, "w", 0, 1), 0);
+    assert_int_equal(purge(s, "t", 3, 2, "x", 0, 1), 0);
+    assert_int_equal(purge(s, "v", 3, 1, "w", 0, 1), 0);
+    assert_int_equal(purge(s, "nothing", 3, 1, "w", 0, 1), 0);
+    assert_string_equal(held(s, "t"), "3.2 w tomb");
+    assert_string_equal(held(s, "v"), "3.1 w value");
+
+    usleep(20 * 1000);
+    assert_int_equal(purge(s, "t", 3, 2, "w", 0, 10), 1);
+    assert_string_equal(held(s, "t"), "absent");
+    assert_int_equal(purge(s, "t", 3, 2, "w", 0, 10), 0);
+
+    /* The clock keeps what the tombstone raised it to. */
+    struct store_stats st;
+    store_stats(s, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.purged, 1);
+    assert_int_equal(st.clock.counter, 2);
+
+    /* A tombstone overwritten by a value is the value's now. */
+    assert_int_equal(put(s, entry("t", 3, 3, "w", 0, NULL)), 1);
+    assert_int_equal(put(s, entry("t", 3, 4, "w", 0, "again")), 1);
+    usleep(20 * 1000);
+    assert_int_equal(purge(s, "t", 3, 3, "w", 0, 10), 0);
+    assert_string_equal(held(s, "t"), "3.4 w again");
+    /* and one rewritten with a newer tombstone ages from then */
+    assert_int_equal(put(s, entry("t", 3, 5, "w", 0, NULL)), 1);
+    assert_int_equal(purge(s, "t", 3, 5, "w", 0, 60000), 0);
+    usleep(20 * 1000);
+    assert_int_equal(purge(s, "t", 3, 5, "w", 0, 10), 1);
+    store_close(s);
+
+    /* A purge is durable. */
+    s = open_ok(f, 0, 1);
+    assert_string_equal(held(s, "t"), "absent");
+    assert_string_equal(held(s, "v"), "3.1 w value");
+    store_stats(s, &st);
+    assert_int_equal(st.entries, 1);
+    store_close(s);
+}
+
 static void
 write_file(const char *path, const void *data, size_t len, long offset)
 {
@@ -362,6 +431,73 @@ test_refuses_foreign_databases(void **state)
     assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)),
                      STORE_E_OPEN);
     assert_null(s);
+}
+
+/* A listed tombstone's age, via store_list's callback. */
+static int
+age_of_tombstone(void *arg, const struct store_entry *e)
+{
+    if (e->tombstone)
+        *(uint64_t *)arg = e->tombstone_age_ms;
+    return 0;
+}
+
+static int64_t
+query_one(const char *path, const char *text)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, text, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A format 1 file (no kv.deleted_ms) is upgraded in place at open; its
+ * tombstones count their age from the upgrade. */
+static void
+test_upgrade_from_format_1(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = open_ok(f, 0, 1);
+    assert_int_equal(put(s, entry("v", 1, 1, "w", 0, "kept")), 1);
+    assert_int_equal(put(s, entry("t", 1, 2, "w", 0, NULL)), 1);
+    store_close(s);
+    sql(f->path, "ALTER TABLE kv DROP COLUMN deleted_ms;"
+        "UPDATE meta SET format = 1; PRAGMA user_version=1;");
+
+    s = open_ok(f, 0, 1);
+    struct store_stats st;
+    store_stats(s, &st);
+    assert_int_equal(st.upgraded_from, 1);
+    assert_string_equal(held(s, "v"), "1.1 w kept");
+    assert_string_equal(held(s, "t"), "1.2 w tomb");
+    uint64_t age = UINT64_MAX;
+    struct store_list_query q = { .start = (const uint8_t *)"",
+                                  .any_hash = 1, .include_tombstones = 1,
+                                  .limit = 10 };
+    uint8_t *next;
+    size_t next_len;
+    struct store_reader *r = store_reader_get(s);
+    assert_int_equal(store_list(r, &q, age_of_tombstone, &age, &next,
+                                &next_len), 2);
+    store_reader_put(s, r);
+    assert_true(age < 60000);
+    usleep(20 * 1000);
+    assert_int_equal(purge(s, "t", 1, 2, "w", 0, 10), 1);
+    store_close(s);
+
+    assert_int_equal(query_one(f->path, "PRAGMA user_version"),
+                     STORE_FORMAT_VERSION);
+    assert_int_equal(query_one(f->path, "SELECT format FROM meta"),
+                     STORE_FORMAT_VERSION);
+    s = open_ok(f, 0, 1);
+    store_stats(s, &st);
+    assert_int_equal(st.upgraded_from, 0);
+    store_close(s);
 }
 
 static void
@@ -593,6 +729,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_refuses_corrupt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_format_1, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_background_checkpoints, setup,
                                         teardown),
     };
