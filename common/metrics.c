@@ -32,7 +32,7 @@ const char *const metrics_result_names[METRICS_RESULTS] = {
     "UNSUPPORTED", "TOO_LARGE", "STOPPING", "OTHER",
 };
 const char *const metrics_storage_op_names[MSOP_COUNT] = {
-    "get", "set", "clock_get", "clock_set",
+    "get", "set", "clock_get", "clock_set", "purge",
 };
 const char *const metrics_dest_names[MDEST_COUNT] = { "local", "peer" };
 

@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     3
+#define METRICS_VERSION     4
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -73,6 +73,7 @@ enum metrics_storage_op {
     MSOP_SET,
     MSOP_CLOCK_GET,
     MSOP_CLOCK_SET,
+    MSOP_PURGE,
     MSOP_COUNT,
 };
 
@@ -139,6 +140,8 @@ struct metrics_coord {
                                                      * stored, either way */
     metrics_counter antientropy_failures;           /* listings or copies
                                                      * that failed */
+    metrics_counter antientropy_purged;             /* tombstones removed
+                                                     * from a replica */
     metrics_counter antientropy_last_pass_ms;       /* gauge: wall clock
                                                      * (Unix ms) at the end
                                                      * of the last complete

@@ -172,6 +172,7 @@ op_key(const Rzkv__NodeOp *op)
         return op->set->entry ? &op->set->entry->key : NULL;
     case RZKV__NODE_OP__OP_CLOCK_GET: return &op->clock_get->key;
     case RZKV__NODE_OP__OP_CLOCK_SET: return &op->clock_set->key;
+    case RZKV__NODE_OP__OP_PURGE: return &op->purge->key;
     default: return NULL;
     }
 }

@@ -153,7 +153,7 @@ fail_list(struct dest *d, struct dest_op_list *list, const char *err)
 }
 
 /*
- * Does op write (ReplicaSet, ClockSet)?  A storage worker answers a
+ * Does op write (ReplicaSet, ClockSet, ReplicaPurge)?  A storage worker answers a
  * message of reads at once but a message with any write only after its
  * commit, so reads and writes travel in messages of their own: a set's
  * ClockGet must not wait for other sets' fsync.  The op's first byte is
@@ -164,7 +164,8 @@ op_writes(const struct dest_op *op)
 {
     unsigned field = op->op_len > 0 ? op->op[0] >> 3 : 0;
     return field == RZKV__NODE_OP__OP_SET ||
-           field == RZKV__NODE_OP__OP_CLOCK_SET;
+           field == RZKV__NODE_OP__OP_CLOCK_SET ||
+           field == RZKV__NODE_OP__OP_PURGE;
 }
 
 /* Take op off the queue. */

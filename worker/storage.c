@@ -98,6 +98,7 @@ enum op_kind {
     OP_SET,
     OP_CLOCK_GET,
     OP_CLOCK_SET,
+    OP_PURGE,
 };
 
 /* One operation's result and the storage its reply points into. */
@@ -420,6 +421,20 @@ op_check(struct storage *sw, const Rzkv__NodeOp *op, struct op_out *o,
         o->kind = OP_CLOCK_SET;
         key = &op->clock_set->key;
         break;
+    case RZKV__NODE_OP__OP_PURGE:
+        if (op->purge->stamp == NULL) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID,
+                      "purge without a stamp");
+            return 0;
+        }
+        if (op->purge->min_age_ms == 0) {
+            op_refuse(sw, o, i, RZKV__STATUS__INVALID,
+                      "purge without a minimum age");
+            return 0;
+        }
+        o->kind = OP_PURGE;
+        key = &op->purge->key;
+        break;
     default:
         /* No operation this build knows: as a coordinator answers a peer
          * for it (coord_node.c), since peers' batches come here too. */
@@ -430,7 +445,8 @@ op_check(struct storage *sw, const Rzkv__NodeOp *op, struct op_out *o,
         op_refuse(sw, o, i, RZKV__STATUS__INVALID, why);
         return 0;
     }
-    return o->kind == OP_SET || o->kind == OP_CLOCK_SET;
+    return o->kind == OP_SET || o->kind == OP_CLOCK_SET ||
+           o->kind == OP_PURGE;
 }
 
 /* Point a get's result at the version read (found) or at nothing. */
@@ -476,7 +492,8 @@ batch_metrics(struct sctx *c)
 {
     _Static_assert(OP_SET - OP_GET == MSOP_SET &&
                    OP_CLOCK_GET - OP_GET == MSOP_CLOCK_GET &&
-                   OP_CLOCK_SET - OP_GET == MSOP_CLOCK_SET,
+                   OP_CLOCK_SET - OP_GET == MSOP_CLOCK_SET &&
+                   OP_PURGE - OP_GET == MSOP_PURGE,
                    "op_kind - OP_GET indexes metrics");
     uint64_t n[MSOP_COUNT] = { 0 };
     uint64_t ns = metrics_now_ns() - c->start_ns;
@@ -675,6 +692,16 @@ group_apply(struct storage *sw, struct sctx *c, size_t *ops)
             store_clock_raise(sw->store, &cl);
             break;
         }
+        case OP_PURGE: {
+            const Rzkv__ReplicaPurge *p = op->purge;
+            struct stamp st = wire_stamp_view(p->stamp);
+            int purged;
+            if (store_purge(sw->store, p->key.data, p->key.len, &st,
+                            p->min_age_ms, &purged) != 0)
+                return -1;
+            o->res.applied = purged != 0;
+            break;
+        }
         default:
             continue;
         }
@@ -838,6 +865,7 @@ list_collect(void *arg, const struct store_entry *e)
     p->stamp.nonce = e->stamp.nonce;
     p->entry.stamp = &p->stamp;
     p->entry.tombstone = e->tombstone != 0;
+    p->entry.tombstone_age_ms = e->tombstone_age_ms;
     l->entries[l->n++] = &p->entry;
     return 0;
 }
@@ -1078,6 +1106,10 @@ storage_open_db(struct storage *sw, const struct node_conf *node)
         fatalx_config("%s", err);
     struct store_stats stats;
     store_stats(sw->store, &stats);
+    if (stats.upgraded_from)
+        log_notice("%s: upgraded from format %llu to %d", path,
+                   (unsigned long long)stats.upgraded_from,
+                   STORE_FORMAT_VERSION);
     log_info("%s: %llu entries, epoch %llu, durability %s", path,
              (unsigned long long)stats.entries,
              (unsigned long long)stats.epoch,
