@@ -174,6 +174,9 @@ static const struct conf_key node_keys[] = {
     { "anti_entropy_interval_ms", CT_INT,
       NODE_FIELD(anti_entropy_interval_ms), NULL, 600000, 0, 86400000, 0,
       NULL, NULL },
+    { "tombstone_purge_delay_ms", CT_INT,
+      NODE_FIELD(tombstone_purge_delay_ms), NULL, 3600000, 0, 864000000, 0,
+      NULL, NULL },
     { "log", CT_SECTION, 0, NULL, 0, 0, 0, 0, NULL, &log_section },
     { "tls", CT_SECTION, 0, NULL, 0, 0, 0, 0, NULL, &tls_section },
 };

@@ -45,6 +45,8 @@ struct node_conf {
     uint64_t max_value_size;    /* node.max_value_size (default 16 MiB) */
     int anti_entropy_interval_ms;   /* node.anti_entropy_interval_ms
                                      * (default 600000; 0: off) */
+    int tombstone_purge_delay_ms;   /* node.tombstone_purge_delay_ms
+                                     * (default 3600000; 0: never) */
     char *log_file;             /* node.log.file: "" stderr, absolute path,
                                  * or "syslog" */
     int log_level;              /* node.log.level (enum log_level) */

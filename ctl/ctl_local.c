@@ -74,6 +74,10 @@
     "  # every this many ms (0: off).\n" \
     "  anti_entropy_interval_ms: 600000\n" \
     "\n" \
+    "  # Anti-entropy purges a tombstone once every replica has held it\n" \
+    "  # this many ms (0: never).\n" \
+    "  tombstone_purge_delay_ms: 3600000\n" \
+    "\n" \
     "  log:\n" \
     "    # A file path, \"syslog\", or \"\" for standard error.\n" \
     "    file: log/node-%1$s.log\n" \

@@ -52,6 +52,7 @@
  *	           rzkv_read_repairs_total, rzkv_antientropy_passes_total,
  *	           rzkv_antientropy_keys_total, rzkv_antientropy_pushed_total,
  *	           rzkv_antientropy_failures_total,
+ *	           rzkv_antientropy_purged_total,
  *	           rzkv_antientropy_last_pass_timestamp_seconds,
  *	           rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
@@ -553,6 +554,9 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
         { "rzkv_antientropy_failures_total",
           "Anti-entropy listings or copies that failed (peer down, "
           "timeout); the next pass retries.", &sum.antientropy_failures },
+        { "rzkv_antientropy_purged_total",
+          "Tombstones anti-entropy removed from replicas, once every "
+          "replica held them long enough.", &sum.antientropy_purged },
     };
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
         family(o, plain[i].name, "counter", plain[i].help);

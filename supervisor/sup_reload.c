@@ -96,6 +96,8 @@ node_changes(const struct node_conf *a, const struct node_conf *b,
         { "node.max_value_size", a->max_value_size != b->max_value_size },
         { "node.anti_entropy_interval_ms",
           a->anti_entropy_interval_ms != b->anti_entropy_interval_ms },
+        { "node.tombstone_purge_delay_ms",
+          a->tombstone_purge_delay_ms != b->tombstone_purge_delay_ms },
         { "node.log.file", differs(a->log_file, b->log_file) },
         { "node.log.level", a->log_level != b->log_level },
         { "node.tls", differs(a->tls_cert, b->tls_cert) ||

@@ -30,8 +30,14 @@
  * keeps the processes it lists busy at most half of its time, and
  * yields more to clients the slower they make it.
  *
- * Tombstones are copied like any entry and never purged here (rzkv(7),
- * DELETES AND TOMBSTONES).
+ * Tombstones are copied like any entry.  A step also purges them: a
+ * tombstone is removed from every replica of its key once each of them
+ * holds it, with the same stamp, for node.tombstone_purge_delay_ms or
+ * longer.  The node that checks is the key's first replica in the
+ * cluster file, which lists all the others in its steps; each replica
+ * checks stamp and age again before it removes the row (ReplicaPurge).
+ * Why that is safe, and what the delay is for: rzkv(7), DELETES AND
+ * TOMBSTONES.
  */
 #include "config.h"
 
@@ -66,7 +72,7 @@ static struct {
 
 /* The counts of one pass, for its log line and the metrics. */
 struct ae_pass {
-    uint64_t keys, copied, failures;
+    uint64_t keys, copied, purged, failures;
     const char *first_failure;  /* a dest name, for the log */
 };
 
@@ -369,6 +375,136 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
     }
 }
 
+/* ---- purging tombstones ---------------------------------------------------- */
+
+/* A tombstone every replica of its key holds: remove it from each. */
+struct ae_purge {
+    const Rzkv__Entry *entry;   /* this node's: key and stamp */
+    size_t node[QUORUM_MAX_REPLICAS];
+    size_t n;
+};
+
+/* A page of a node's listing, for looking keys up; n is SIZE_MAX if its
+ * listing failed. */
+struct ae_listed {
+    Rzkv__Entry *const *entries;
+    size_t n;
+};
+
+/* The entry for key in l, or NULL. */
+static const Rzkv__Entry *
+ae_lookup(const struct ae_listed *l, const ProtobufCBinaryData *key)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = list_key_cmp(&l->entries[mid]->key, key);
+        if (c == 0)
+            return l->entries[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Is e the tombstone `like` (same stamp), held at least `delay` ms? */
+static int
+ae_same_old_tombstone(const Rzkv__Entry *e, const Rzkv__Entry *like,
+                      uint64_t delay)
+{
+    if (e == NULL || !e->tombstone || e->tombstone_age_ms < delay)
+        return 0;
+    struct stamp a = wire_stamp_view(e->stamp);
+    struct stamp b = wire_stamp_view(like->stamp);
+    return stamp_cmp(&a, &b) == 0;
+}
+
+/*
+ * The tombstones of listed[self] to purge: those whose key has this node
+ * as its first replica in the cluster file (so every other replica was
+ * listed in this step) and which every replica holds, same stamp, for
+ * `delay` ms or more.  A replica that lacks the key gets the tombstone
+ * copied first, and a later pass purges it.  Runs without the lock.
+ */
+static size_t
+ae_find_purges(const struct topo *t, const struct ae_listed *listed,
+               uint64_t delay, struct ae_purge *out)
+{
+    const struct ae_listed *mine = &listed[t->self];
+    size_t n = 0;
+
+    for (size_t a = 0; a < mine->n; a++) {
+        const Rzkv__Entry *e = mine->entries[a];
+        if (!ae_same_old_tombstone(e, e, delay))
+            continue;
+        struct ae_purge *p = &out[n];
+        p->n = ring_locate(&t->ring, e->key.data, e->key.len,
+                           (size_t)t->conf->replica_count, p->node);
+        int all = 1, me = 0;
+        for (size_t i = 0; i < p->n && all; i++) {
+            size_t j = p->node[i];
+            if (j == (size_t)t->self)
+                me = 1;
+            else
+                all = j > (size_t)t->self && listed[j].n != SIZE_MAX &&
+                      ae_same_old_tombstone(ae_lookup(&listed[j], &e->key),
+                                            e, delay);
+        }
+        if (all && me) {
+            p->entry = e;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Send every replica of each key its ReplicaPurge, AE_FETCH_KEYS keys at
+ * a time.  Lock held. */
+static void
+ae_purge_all(const struct topo *t, const struct ae_purge *purge, size_t n,
+             uint64_t delay, struct ae_pass *pass)
+{
+    for (size_t i = 0; i < n && !ae.stop; i += AE_FETCH_KEYS) {
+        size_t m = n - i < AE_FETCH_KEYS ? n - i : AE_FETCH_KEYS;
+        struct ae_op *ops = calloc(m * QUORUM_MAX_REPLICAS, sizeof(*ops));
+        size_t nops = 0;
+        if (ops == NULL) {
+            ae_failed(pass, "out of memory");
+            return;
+        }
+        for (size_t x = 0; x < m; x++) {
+            const struct ae_purge *p = &purge[i + x];
+            for (size_t r = 0; r < p->n; r++) {
+                Rzkv__ReplicaPurge rp = RZKV__REPLICA_PURGE__INIT;
+                Rzkv__NodeOp op = RZKV__NODE_OP__INIT;
+                rp.key = p->entry->key;
+                rp.stamp = p->entry->stamp;
+                rp.min_age_ms = delay;
+                op.op_case = RZKV__NODE_OP__OP_PURGE;
+                op.purge = &rp;
+                ae_submit(&ops[nops++], &op,
+                          ae_dest(t, &p->entry->key, p->node[r]));
+            }
+        }
+        ae_wait_all();
+        for (size_t x = 0; x < nops; x++) {
+            const struct ae_op *o = &ops[x];
+            if (o->res != NULL && o->res->status == RZKV__STATUS__OK) {
+                if (o->res->applied)
+                    pass->purged++;
+            } else {
+                log_debug("anti-entropy: purge at %s: %s",
+                          o->dest ? dest_name(o->dest) : "?",
+                          o->res != NULL ? o->res->message : o->err);
+                ae_failed(pass, o->dest ? dest_name(o->dest) : "a purge");
+            }
+        }
+        ae_ops_free(ops, nops);
+    }
+}
+
 /* How many of entries[0, n) sort before end (NULL: all). */
 static size_t
 ae_before(Rzkv__Entry *const *entries, size_t n,
@@ -397,11 +533,14 @@ ae_step(const struct topo *t, ProtobufCBinaryData *start,
     struct ae_call *local = calloc(coord.shards, sizeof(*local));
     struct ae_call *peer = calloc(nn, sizeof(*peer));
     Rzkv__Reply **replies = calloc(coord.shards, sizeof(*replies));
+    struct ae_listed *listed = calloc(nn, sizeof(*listed));
     struct list_page page = { NULL, 0, NULL };
     struct ae_copy *copy = NULL;
+    struct ae_purge *purge = NULL;
+    uint64_t delay = (uint64_t)coord.node->tombstone_purge_delay_ms;
     int rv = -1;
 
-    if (local == NULL || peer == NULL || replies == NULL)
+    if (local == NULL || peer == NULL || replies == NULL || listed == NULL)
         goto out;
     for (unsigned i = 0; i < coord.shards; i++)
         ae_list(coord.shard[i], start, NULL, &local[i]);
@@ -444,24 +583,34 @@ ae_step(const struct topo *t, ProtobufCBinaryData *start,
             end = nk;
     }
 
+    /* Every page up to the step's end; nodes not listed are failed. */
+    for (size_t j = 0; j < nn; j++)
+        listed[j].n = SIZE_MAX;
     size_t nm = ae_before(page.entries, page.n, end), room = 0;
-    for (size_t j = (size_t)t->self + 1; j < nn; j++)
-        if (peer[j].reply != NULL)
-            room += nm + peer[j].reply->list_keys->n_entries;
-    if ((copy = calloc(room ? room : 1, sizeof(*copy))) == NULL)
-        goto out;
-    size_t ncopy = 0;
-    nng_mtx_unlock(coord.lock);
+    listed[t->self].entries = page.entries;
+    listed[t->self].n = nm;
     for (size_t j = (size_t)t->self + 1; j < nn; j++) {
         if (peer[j].reply == NULL)
             continue;
         Rzkv__ListKeysReply *lk = peer[j].reply->list_keys;
-        ncopy += ae_compare(t, j, page.entries, nm, lk->entries,
-                            ae_before(lk->entries, lk->n_entries, end),
-                            copy + ncopy);
+        listed[j].entries = lk->entries;
+        listed[j].n = ae_before(lk->entries, lk->n_entries, end);
+        room += nm + listed[j].n;
     }
+    if ((copy = calloc(room ? room : 1, sizeof(*copy))) == NULL ||
+        (delay > 0 && (purge = calloc(nm ? nm : 1, sizeof(*purge))) == NULL))
+        goto out;
+    size_t ncopy = 0, npurge = 0;
+    nng_mtx_unlock(coord.lock);
+    for (size_t j = (size_t)t->self + 1; j < nn; j++)
+        if (listed[j].n != SIZE_MAX)
+            ncopy += ae_compare(t, j, page.entries, nm, listed[j].entries,
+                                listed[j].n, copy + ncopy);
+    if (delay > 0)
+        npurge = ae_find_purges(t, listed, delay, purge);
     nng_mtx_lock(coord.lock);
     ae_copy_all(t, copy, ncopy, pass);
+    ae_purge_all(t, purge, npurge, delay, pass);
     pass->keys += nm;
 
     rv = 0;
@@ -481,6 +630,8 @@ out:
     if (rv < 0 && pass->first_failure == NULL)
         ae_failed(pass, "out of memory");
     free(copy);
+    free(purge);
+    free(listed);
     free(page.entries);
     for (size_t j = 0; peer != NULL && j < nn; j++)
         if (peer[j].reply != NULL)
@@ -499,14 +650,17 @@ out:
 static void
 ae_pass(const struct topo *t)
 {
-    struct ae_pass pass = { 0, 0, 0, NULL };
+    struct ae_pass pass = { 0, 0, 0, 0, NULL };
     ProtobufCBinaryData start = { 0, NULL };
     nng_time began = nng_clock();
     int rv;
 
     /* The last node of the file compares nothing itself: its peers
-     * compare their pairs with it. */
-    if ((size_t)t->self + 1 >= t->conf->node_count)
+     * compare their pairs with it.  It is the first replica only of the
+     * keys it alone holds (replica_count 1), whose tombstones it purges. */
+    if ((size_t)t->self + 1 >= t->conf->node_count &&
+        (t->conf->replica_count > 1 ||
+         coord.node->tombstone_purge_delay_ms == 0))
         return;
 
     for (;;) {
@@ -522,6 +676,7 @@ ae_pass(const struct topo *t)
     free(start.data);
     metrics_add(&metrics->u.coord.antientropy_keys, pass.keys);
     metrics_add(&metrics->u.coord.antientropy_pushed, pass.copied);
+    metrics_add(&metrics->u.coord.antientropy_purged, pass.purged);
     metrics_add(&metrics->u.coord.antientropy_failures, pass.failures);
     if (rv == 0) {
         struct timespec now;
@@ -534,12 +689,13 @@ ae_pass(const struct topo *t)
     if (ae.stop)
         return;
     double secs = (double)(nng_clock() - began) / 1000.0;
-    if (pass.copied > 0 || pass.failures > 0)
+    if (pass.copied > 0 || pass.purged > 0 || pass.failures > 0)
         log_info("anti-entropy %s: %llu keys compared, %llu copies made, "
-                 "%llu failures%s%s%s, %.1f s",
+                 "%llu tombstones purged, %llu failures%s%s%s, %.1f s",
                  rv == 0 ? "pass" : "pass abandoned",
                  (unsigned long long)pass.keys,
                  (unsigned long long)pass.copied,
+                 (unsigned long long)pass.purged,
                  (unsigned long long)pass.failures,
                  pass.first_failure ? " (first: " : "",
                  pass.first_failure ? pass.first_failure : "",
@@ -584,7 +740,13 @@ repair_start(void)
     if ((rv = pthread_create(&ae.thread, NULL, repair_main, NULL)) != 0)
         fatalx("pthread_create: %s", strerror(rv));
     ae.running = 1;
-    log_info("anti-entropy every %d ms", coord.node->anti_entropy_interval_ms);
+    if (coord.node->tombstone_purge_delay_ms > 0)
+        log_info("anti-entropy every %d ms, purging tombstones every replica "
+                 "has held for %d ms", coord.node->anti_entropy_interval_ms,
+                 coord.node->tombstone_purge_delay_ms);
+    else
+        log_info("anti-entropy every %d ms, keeping tombstones",
+                 coord.node->anti_entropy_interval_ms);
 }
 
 void

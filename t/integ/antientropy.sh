@@ -5,7 +5,9 @@
 # they should hold (newest versions, no deleted key back) without a
 # single read of those keys; rzkv_antientropy_* count it.  Each pair of
 # nodes is compared by the one listed first: node 3 is sent copies by
-# nodes 1 and 2, node 1 fetches its own from 2 and 3.
+# nodes 1 and 2, node 1 fetches its own from 2 and 3.  The deleted key's
+# tombstone is purged, but only once node 3 is back and has held it too,
+# and the deleted value never comes back.
 # Ports: 3 in 18800-18829 (metrics 19800-19829).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
@@ -42,6 +44,24 @@ caught_up() {
     is "  it lists all $((NKEYS + 1)) live keys" "$(wc -l <"$T/lb")" \
         $((NKEYS + 1))
 }
+# tombstones N: the keys node N's storage files hold as tombstones
+tombstones() {
+    python3 - "$D/data/node-$1" <<'EOF'
+import glob, sqlite3, sys
+for f in sorted(glob.glob(sys.argv[1] + '/shard-*.db')):
+    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
+    for (k,) in db.execute('SELECT key FROM kv WHERE tombstone = 1'):
+        print(k.decode())
+    db.close()
+EOF
+}
+# purged KEY: no node's storage holds KEY, even as a tombstone
+purged() {
+    local i
+    for i in 1 2 3; do
+        [ -z "$(tombstones $i | grep -x "$1")" ] || return 1
+    done
+}
 # metric N NAME: node N's value of an unlabelled series
 metric() {
     local addr
@@ -60,12 +80,13 @@ is "a 3-node cluster starts" "$rc" 0
 [ "$rc" = 0 ] || { diag "$out"; done_testing; exit 1; }
 ctl stop --local --dir "$D" >/dev/null 2>&1
 for i in 1 2 3; do
-    sed -i 's/^\(  anti_entropy_interval_ms:\).*/\1 300/' "$D/node-$i.yml"
+    sed -i -e 's/^\(  anti_entropy_interval_ms:\).*/\1 300/' \
+        -e 's/^\(  tombstone_purge_delay_ms:\).*/\1 1500/' "$D/node-$i.yml"
 done
 ok "it restarts with anti-entropy every 300 ms" \
     ctl start --local --dir "$D"
 like "  and says so in its log" "$(cat "$D"/log/node-1.log)" \
-    "anti-entropy every 300 ms"
+    "anti-entropy every 300 ms, purging tombstones every replica has held for 1500 ms"
 
 # ---- a node that was down while keys changed -----------------------------------
 ctl set -a $A1 before old >/dev/null
@@ -80,10 +101,23 @@ ctl set -a $A2 before new >/dev/null
 ok "  an overwrite" ctl get -a $A1 before
 ctl del -a $A1 gone >/dev/null
 ok "  and a delete" test "$(ctl get -a $A2 gone 2>&1)" != doomed
+sleep 3
+is "  whose tombstone nodes 1 and 2 keep past the purge delay, node 3 down" \
+    "$(tombstones 1) $(tombstones 2)" "gone gone"
 ok "start node 3" ctl start --local --dir "$D"
 caught_up "node 3's storage catches up with node 1's (no reads)" $A1 $A3
 is "  the one deleted while it was down is not back" \
     "$(grep -c '^gone ' "$T/lb")" 0
+ok "once all three held it 1500 ms, its tombstone is purged everywhere" \
+    wait_until 20 purged gone
+ok "  which rzkv_antientropy_purged_total counts" \
+    test "$(metric 1 rzkv_antientropy_purged_total)" -ge 3
+like "  and node 1's log" "$(cat "$D"/log/node-1.log)" \
+    "[1-9][0-9]* tombstones purged"
+for a in $A1 $A2 $A3; do
+    like "  through $a, the key still reads NOT_FOUND" \
+        "$(ctl get -a $a gone 2>&1)" "NOT_FOUND"
+done
 is "  through node 3, the overwrite reads new" "$(ctl get -a $A3 before)" new
 pushed=$(( $(metric 1 rzkv_antientropy_pushed_total) +
            $(metric 2 rzkv_antientropy_pushed_total) ))

@@ -319,6 +319,10 @@ test_integer_bounds(void **state)
              "  anti_entropy_interval_ms: -1\n",
              "n.yml:4:29: node.anti_entropy_interval_ms: expected an integer "
              "in 0..86400000, got \"-1\"");
+    node_err("node:\n  id: 1\n  local_address: :8001\n"
+             "  tombstone_purge_delay_ms: 864000001\n",
+             "n.yml:4:29: node.tombstone_purge_delay_ms: expected an integer "
+             "in 0..864000000, got \"864000001\"");
     cluster_err("cluster:\n  replica_count: 3\n  seed: 4294967296\n" NODES3,
                 "c.yml:3:9: cluster.seed: expected an integer in "
                 "0..4294967295, got \"4294967296\"");
@@ -581,6 +585,7 @@ test_minimal_node_defaults(void **state)
     assert_int_equal(nc->durability, DURABILITY_FULL);
     assert_int_equal(nc->max_value_size, 16777216);
     assert_int_equal(nc->anti_entropy_interval_ms, 600000);
+    assert_int_equal(nc->tombstone_purge_delay_ms, 3600000);
     assert_string_equal(nc->log_file, "");
     assert_int_equal(nc->log_level, LOG_LEVEL_INFO);
     assert_string_equal(nc->tls_cert, "");
@@ -605,6 +610,7 @@ test_full_node(void **state)
         "  durability: normal\n"
         "  max_value_size: 1024\n"
         "  anti_entropy_interval_ms: 0\n"
+        "  tombstone_purge_delay_ms: 0\n"
         "  log: {file: syslog, level: debug}\n"
         "  tls:\n");
     assert_string_equal(nc->local_address, "[::1]:8001");
@@ -616,6 +622,7 @@ test_full_node(void **state)
     assert_int_equal(nc->durability, DURABILITY_NORMAL);
     assert_int_equal(nc->max_value_size, 1024);
     assert_int_equal(nc->anti_entropy_interval_ms, 0);
+    assert_int_equal(nc->tombstone_purge_delay_ms, 0);
     assert_string_equal(nc->log_file, "syslog");
     assert_int_equal(nc->log_level, LOG_LEVEL_DEBUG);
     conf_node_free(nc);
@@ -761,8 +768,8 @@ test_relative_paths_follow_file(void **state)
     snprintf(want, sizeof(want), "%s:3:3: node.local_adress: unknown key, "
              "expected one of id, local_address, local_metrics_address, "
              "data_dir, run_dir, storage_workers, coordinator_workers, "
-             "durability, max_value_size, anti_entropy_interval_ms, log, "
-             "tls", path);
+             "durability, max_value_size, anti_entropy_interval_ms, "
+             "tombstone_purge_delay_ms, log, tls", path);
     assert_string_equal(err, want);
 
     assert_int_equal(chdir(cwd), 0);
