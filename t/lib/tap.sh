@@ -83,8 +83,10 @@ bg() {
 }
 
 # free_base FIRST LAST N: the first port p in FIRST..LAST (stepping by N)
-# such that p..p+N-1 are all free (another build's run of the same test may
-# hold the first block).
+# such that p..p+N-1 are all free, and so are the metrics ports 1000 above
+# them that `rzkvctl start --local` gives its nodes (another build's run
+# of the same test, or a cluster started by hand, may hold the first
+# block).
 # (Probes with bash's /dev/tcp; written in POSIX sh because /bin/sh tests
 # source this file too.)
 free_base() {
@@ -94,6 +96,8 @@ free_base() {
         i=0
         while [ $i -lt "$3" ]; do
             (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && break
+            (exec 3<>/dev/tcp/127.0.0.1/$((p + i + 1000))) 2>/dev/null &&
+                break
             i=$((i + 1))
         done
         [ $i = "$3" ] && { echo $p; return 0; }
