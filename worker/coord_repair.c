@@ -10,9 +10,12 @@
  *      this node in the cluster file; the step ends where the first of
  *      these pages does;
  *   3. for each key in the range held by this node or such a peer, where
- *      both are replicas by the key's placement: if one of them lacks it
- *      or holds an older stamp, read the entry (with its value) where it
- *      is newer and send it to the other as a ReplicaSet.
+ *      both are replicas by the key's placement: if one of them holds an
+ *      older stamp, or lacks a value the other holds, read the entry
+ *      (with its value) where it is newer and send it to the other as a
+ *      ReplicaSet.  A tombstone is not copied to a replica that lacks the
+ *      key: there is nothing there for it to hide, and copying it back
+ *      would undo purges (below).
  *
  * So each pair of nodes is compared by one of them, the one listed first,
  * and copies flow both ways: the last node of the file only answers.  A
@@ -30,10 +33,10 @@
  * keeps the processes it lists busy at most half of its time, and
  * yields more to clients the slower they make it.
  *
- * Tombstones are copied like any entry.  A step also purges them: a
- * tombstone is removed from every replica of its key once each of them
- * holds it, with the same stamp, for node.tombstone_purge_delay_ms or
- * longer.  The node that checks is the key's first replica in the
+ * A step also purges tombstones: a tombstone is removed from every
+ * replica of its key once each of them either holds it, with the same
+ * stamp, for node.tombstone_purge_delay_ms or longer, or holds nothing
+ * for the key.  The node that checks is the key's first replica in the
  * cluster file, which lists all the others in its steps; each replica
  * checks stamp and age again before it removes the row (ReplicaPurge).
  * Why that is safe, and what the delay is for: rzkv(7), DELETES AND
@@ -283,6 +286,8 @@ ae_compare(const struct topo *t, size_t j, Rzkv__Entry *const *mine,
                 a++;
             else
                 b++;
+            if (e->tombstone)
+                continue;       /* nothing there for it to hide */
         }
         if (ae_is_replica(t, &e->key, (size_t)t->self) &&
             ae_is_replica(t, &e->key, j)) {
@@ -339,10 +344,11 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
             const struct ae_op *got = &get[x];
             if (got->res == NULL || got->res->status != RZKV__STATUS__OK ||
                 got->res->entry == NULL) {
-                /* Gone since it was listed (or the read failed): the
-                 * next pass sees what is there then. */
+                /* Gone since it was listed (purged, or the read
+                 * failed): the next pass sees what is there then.  An
+                 * absent key reads as OK without an entry. */
                 if (got->res == NULL ||
-                    got->res->status != RZKV__STATUS__NOT_FOUND)
+                    got->res->status != RZKV__STATUS__OK)
                     ae_failed(pass, got->dest ? dest_name(got->dest)
                                               : "a read");
                 continue;
@@ -422,52 +428,67 @@ ae_same_old_tombstone(const Rzkv__Entry *e, const Rzkv__Entry *like,
 }
 
 /*
- * The tombstones of listed[self] to purge: those whose key has this node
- * as its first replica in the cluster file (so every other replica was
- * listed in this step) and which every replica holds, same stamp, for
- * `delay` ms or more.  A replica that lacks the key gets the tombstone
- * copied first, and a later pass purges it.  Runs without the lock.
+ * Is the tombstone e, listed by node `from`, to be purged in this step?
+ * Only if this node is the first replica of its key in the cluster file
+ * (so every other replica was listed in the step), the listing of every
+ * replica succeeded, and each replica holds either that tombstone (same
+ * stamp) for `delay` ms or more, or nothing for the key.  p gets the
+ * replicas that hold it.  Each key is judged once, from the first
+ * listing that has it.
  */
+static int
+ae_purgeable(const struct topo *t, const struct ae_listed *listed,
+             size_t from, const Rzkv__Entry *e, uint64_t delay,
+             struct ae_purge *p)
+{
+    size_t node[QUORUM_MAX_REPLICAS];
+    size_t n = ring_locate(&t->ring, e->key.data, e->key.len,
+                           (size_t)t->conf->replica_count, node);
+
+    p->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = node[i];
+        if (j < (size_t)t->self || listed[j].n == SIZE_MAX)
+            return 0;
+        const Rzkv__Entry *held = ae_lookup(&listed[j], &e->key);
+        if (held == NULL)
+            continue;
+        if (j < from || !ae_same_old_tombstone(held, e, delay))
+            return 0;
+        p->node[p->n++] = j;
+    }
+    p->entry = e;
+    return p->n > 0;
+}
+
+/* The purges of this step, from the listings of this node and the peers
+ * after it.  Runs without the lock. */
 static size_t
 ae_find_purges(const struct topo *t, const struct ae_listed *listed,
                uint64_t delay, struct ae_purge *out)
 {
-    const struct ae_listed *mine = &listed[t->self];
     size_t n = 0;
 
-    for (size_t a = 0; a < mine->n; a++) {
-        const Rzkv__Entry *e = mine->entries[a];
-        if (!ae_same_old_tombstone(e, e, delay))
-            continue;
-        struct ae_purge *p = &out[n];
-        p->n = ring_locate(&t->ring, e->key.data, e->key.len,
-                           (size_t)t->conf->replica_count, p->node);
-        int all = 1, me = 0;
-        for (size_t i = 0; i < p->n && all; i++) {
-            size_t j = p->node[i];
-            if (j == (size_t)t->self)
-                me = 1;
-            else
-                all = j > (size_t)t->self && listed[j].n != SIZE_MAX &&
-                      ae_same_old_tombstone(ae_lookup(&listed[j], &e->key),
-                                            e, delay);
+    for (size_t from = (size_t)t->self; from < t->conf->node_count; from++)
+        for (size_t a = 0; listed[from].n != SIZE_MAX &&
+                           a < listed[from].n; a++) {
+            const Rzkv__Entry *e = listed[from].entries[a];
+            if (e->tombstone && ae_purgeable(t, listed, from, e, delay,
+                                             &out[n]))
+                n++;
         }
-        if (all && me) {
-            p->entry = e;
-            n++;
-        }
-    }
     return n;
 }
 
-/* Send every replica of each key its ReplicaPurge, AE_FETCH_KEYS keys at
- * a time.  Lock held. */
+/* Send each replica that holds the tombstone its ReplicaPurge, a page of
+ * keys at a time: a purge carries no value, so a whole step's purges fit
+ * in a message or two for each replica.  Lock held. */
 static void
 ae_purge_all(const struct topo *t, const struct ae_purge *purge, size_t n,
              uint64_t delay, struct ae_pass *pass)
 {
-    for (size_t i = 0; i < n && !ae.stop; i += AE_FETCH_KEYS) {
-        size_t m = n - i < AE_FETCH_KEYS ? n - i : AE_FETCH_KEYS;
+    for (size_t i = 0; i < n && !ae.stop; i += AE_PAGE_KEYS) {
+        size_t m = n - i < AE_PAGE_KEYS ? n - i : AE_PAGE_KEYS;
         struct ae_op *ops = calloc(m * QUORUM_MAX_REPLICAS, sizeof(*ops));
         size_t nops = 0;
         if (ops == NULL) {
@@ -598,7 +619,8 @@ ae_step(const struct topo *t, ProtobufCBinaryData *start,
         room += nm + listed[j].n;
     }
     if ((copy = calloc(room ? room : 1, sizeof(*copy))) == NULL ||
-        (delay > 0 && (purge = calloc(nm ? nm : 1, sizeof(*purge))) == NULL))
+        (delay > 0 && (purge = calloc(nm + room ? nm + room : 1,
+                                      sizeof(*purge))) == NULL))
         goto out;
     size_t ncopy = 0, npurge = 0;
     nng_mtx_unlock(coord.lock);

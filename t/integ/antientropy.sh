@@ -133,13 +133,20 @@ like "  and rzkvctl status -v how long ago" \
     "anti-entropy [0-9]+s ago"
 
 # ---- a node whose disk was lost ----------------------------------------------
+ctl set -a $A1 gone2 soon >/dev/null
 ok "stop node 1" ctl stop "$D/node-1.yml"
+ok "  delete a key it holds" ctl del -a $A2 gone2
 rm -rf "$D/data/node-1"
 ok "start it with an empty data directory" ctl start --local --dir "$D"
 caught_up "node 1's storage is rebuilt from its peers" $A2 $A1
 ok "  with its copies counted by node 1 itself" \
     test "$(metric 1 rzkv_antientropy_pushed_total)" -ge $((NKEYS + 1))
 is "  and k1 reads back through node 1" "$(ctl get -a $A1 k1)" v1
+ok "  the deleted key's tombstone is purged from nodes 2 and 3" \
+    wait_until 20 purged gone2
+# (node 1's counters start again with it)
+is "  and was never copied to node 1, which lacked the key: 2 rows purged" \
+    "$(metric 1 rzkv_antientropy_purged_total)" 2
 
 # ---- quiet when nothing differs ------------------------------------------------
 p1=$(metric 1 rzkv_antientropy_pushed_total)
