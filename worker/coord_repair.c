@@ -231,6 +231,19 @@ ae_failed(struct ae_pass *pass, const char *what)
         pass->first_failure = what;
 }
 
+/* Did write o (a copy or a purge) take effect?  A failure is counted. */
+static int
+ae_applied(const struct ae_op *o, const char *what, struct ae_pass *pass)
+{
+    if (o->res != NULL && o->res->status == RZKV__STATUS__OK)
+        return o->res->applied != 0;
+    log_debug("anti-entropy: %s at %s: %s", what,
+              o->dest ? dest_name(o->dest) : "?",
+              o->res != NULL ? o->res->message : o->err);
+    ae_failed(pass, o->dest ? dest_name(o->dest) : what);
+    return 0;
+}
+
 /* ---- one step: a key range, this node against its peers ----------------- */
 
 /* A copy to make: the key's newer version, from one replica to the other. */
@@ -366,15 +379,7 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
             const struct ae_op *s = &set[x];
             if (s->buf == NULL && s->err[0] == '\0')
                 continue;               /* nothing to send */
-            if (s->res != NULL && s->res->status == RZKV__STATUS__OK) {
-                if (s->res->applied)
-                    pass->copied++;
-            } else {
-                log_debug("anti-entropy: copy to %s: %s",
-                          s->dest ? dest_name(s->dest) : "?",
-                          s->res != NULL ? s->res->message : s->err);
-                ae_failed(pass, s->dest ? dest_name(s->dest) : "a copy");
-            }
+            pass->copied += ae_applied(s, "copy", pass);
         }
         ae_ops_free(get, m);
         ae_ops_free(set, m);
@@ -511,16 +516,7 @@ ae_purge_all(const struct topo *t, const struct ae_purge *purge, size_t n,
         }
         ae_wait_all();
         for (size_t x = 0; x < nops; x++) {
-            const struct ae_op *o = &ops[x];
-            if (o->res != NULL && o->res->status == RZKV__STATUS__OK) {
-                if (o->res->applied)
-                    pass->purged++;
-            } else {
-                log_debug("anti-entropy: purge at %s: %s",
-                          o->dest ? dest_name(o->dest) : "?",
-                          o->res != NULL ? o->res->message : o->err);
-                ae_failed(pass, o->dest ? dest_name(o->dest) : "a purge");
-            }
+            pass->purged += ae_applied(&ops[x], "purge", pass);
         }
         ae_ops_free(ops, nops);
     }

@@ -882,6 +882,20 @@ write_version(struct store *s, sqlite3_int64 rowid, int exists,
     return 0;
 }
 
+/* The stamp of w_find's row (columns 1-4), pointing into the row. */
+static struct stamp
+found_stamp(sqlite3_stmt *st)
+{
+    struct stamp held = {
+        .epoch = column_u64(st, 1),
+        .counter = column_u64(st, 2),
+        .writer = sqlite3_column_blob(st, 3),
+        .writer_len = (size_t)sqlite3_column_bytes(st, 3),
+        .nonce = column_u64(st, 4),
+    };
+    return held;
+}
+
 int
 store_apply(struct store *s, const struct store_entry *e, int *applied)
 {
@@ -893,13 +907,7 @@ store_apply(struct store *s, const struct store_entry *e, int *applied)
     bind_blob(st, 1, e->key, e->key_len);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        struct stamp held = {
-            .epoch = column_u64(st, 1),
-            .counter = column_u64(st, 2),
-            .writer = sqlite3_column_blob(st, 3),
-            .writer_len = (size_t)sqlite3_column_bytes(st, 3),
-            .nonce = column_u64(st, 4),
-        };
+        struct stamp held = found_stamp(st);
         rowid = sqlite3_column_int64(st, 0);
         exists = 1;
         apply = stamp_should_apply(&held, &e->stamp);
@@ -933,13 +941,7 @@ store_purge(struct store *s, const void *key, size_t len,
     *purged = 0;
     bind_blob(st, 1, key, len);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct stamp held = {
-            .epoch = column_u64(st, 1),
-            .counter = column_u64(st, 2),
-            .writer = sqlite3_column_blob(st, 3),
-            .writer_len = (size_t)sqlite3_column_bytes(st, 3),
-            .nonce = column_u64(st, 4),
-        };
+        struct stamp held = found_stamp(st);
         uint64_t deleted = column_u64(st, 6);
         rowid = sqlite3_column_int64(st, 0);
         /* A clock set back leaves the tombstone for later, not sooner. */

@@ -122,21 +122,29 @@ held(struct store *s, const char *key)
     return buf;
 }
 
-/* The clock as recorded in the file, read by a connection of our own. */
+/* The first column of the first row of text, by a connection of our own. */
+static int64_t
+query_one(const char *path, const char *text)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, text, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* The clock as recorded in the file. */
 static struct clock
 file_clock(struct fixture *f)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    struct clock c = { 0, 0 };
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT clock_epoch, "
-                     "clock_counter FROM meta", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    c.epoch = (uint64_t)sqlite3_column_int64(st, 0);
-    c.counter = (uint64_t)sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    struct clock c = {
+        (uint64_t)query_one(f->path, "SELECT clock_epoch FROM meta"),
+        (uint64_t)query_one(f->path, "SELECT clock_counter FROM meta"),
+    };
     return c;
 }
 
@@ -297,14 +305,10 @@ test_epoch_bumps(void **state)
     store_close(s);
 
     /* The file is WAL with the page size chosen in store.h. */
+    assert_int_equal(query_one(f->path, "PRAGMA page_size"), STORE_PAGE_SIZE);
     sqlite3 *db;
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &q, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), STORE_PAGE_SIZE);
-    sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q,
                                         NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
@@ -440,20 +444,6 @@ age_of_tombstone(void *arg, const struct store_entry *e)
     if (e->tombstone)
         *(uint64_t *)arg = e->tombstone_age_ms;
     return 0;
-}
-
-static int64_t
-query_one(const char *path, const char *text)
-{
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, text, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return v;
 }
 
 /* A format 1 file (no kv.deleted_ms) is upgraded in place at open; its
