@@ -388,10 +388,10 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
 
 /* ---- purging tombstones ---------------------------------------------------- */
 
-/* A tombstone every replica of its key holds: remove it from each. */
+/* A tombstone to remove from the replicas of its key that hold it. */
 struct ae_purge {
-    const Rzkv__Entry *entry;   /* this node's: key and stamp */
-    size_t node[QUORUM_MAX_REPLICAS];
+    const Rzkv__Entry *entry;   /* as listed: key and stamp */
+    size_t node[QUORUM_MAX_REPLICAS];   /* the replicas that hold it */
     size_t n;
 };
 
@@ -450,11 +450,13 @@ ae_purgeable(const struct topo *t, const struct ae_listed *listed,
     size_t n = ring_locate(&t->ring, e->key.data, e->key.len,
                            (size_t)t->conf->replica_count, node);
 
+    int me = 0;
     p->n = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = node[i];
         if (j < (size_t)t->self || listed[j].n == SIZE_MAX)
             return 0;
+        me |= j == (size_t)t->self;
         const Rzkv__Entry *held = ae_lookup(&listed[j], &e->key);
         if (held == NULL)
             continue;
@@ -463,7 +465,7 @@ ae_purgeable(const struct topo *t, const struct ae_listed *listed,
         p->node[p->n++] = j;
     }
     p->entry = e;
-    return p->n > 0;
+    return me && p->n > 0;
 }
 
 /* The purges of this step, from the listings of this node and the peers

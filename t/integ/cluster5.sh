@@ -2,7 +2,9 @@
 # cluster5.sh - a 5-node cluster (replica_count 3): set/get/del through
 # every node, keys placed on 3 of 5 nodes, two nodes down (keys with two
 # dead replicas are UNAVAILABLE, the others still served), and
-# concurrent writers on one key from every node converge on all replicas.
+# concurrent writers on one key from every node converge on all replicas;
+# then anti-entropy purges every tombstone, each from the replicas that
+# hold it, decided by the key's first replica, once.
 # Ports: 5 in 18430-18459 (metrics 19430-19459).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 
@@ -113,5 +115,49 @@ ok "  and the key is writable again" \
 # which may come after node 4 already took the write.
 reads_back() { [ "$("$RZKVCTL" get -a "$(addr 1)" "$dead2")" = back ]; }
 ok "  and readable from another node" wait_until 5 reads_back
+
+# ---- purging tombstones ---------------------------------------------------------
+# tombstones: every tombstone row of the cluster's storage files
+tombstones() {
+    python3 - "$D/data" <<'EOF'
+import glob, sqlite3, sys
+for f in sorted(glob.glob(sys.argv[1] + '/node-*/shard-*.db')):
+    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
+    for (k,) in db.execute('SELECT key FROM kv WHERE tombstone = 1'):
+        print(f.split('/')[-2], k.decode())
+    db.close()
+EOF
+}
+no_tombstones() { [ -z "$(tombstones)" ]; }
+purged_on() {
+    local a
+    a=$(sed -n 's/^ *local_metrics_address: *//p' "$D/node-$1.yml")
+    python3 -c "import sys, urllib.request
+for l in urllib.request.urlopen('http://$a/metrics', timeout=5).read().decode().splitlines():
+    if l.startswith('rzkv_antientropy_purged_total '): print(int(float(l.split()[1])))"
+}
+ctl stop --local --dir "$D" >/dev/null 2>&1
+for i in 1 2 3 4 5; do
+    sed -i -e 's/^\(  anti_entropy_interval_ms:\).*/\1 300/' \
+        -e 's/^\(  tombstone_purge_delay_ms:\).*/\1 1000/' "$D/node-$i.yml"
+done
+ok "restarted with anti-entropy every 300 ms, purging after 1000 ms" \
+    ctl start --local --dir "$D"
+for n in $(seq 1 30); do ctl set -a "$(addr $((n % 5 + 1)))" "p$n" v >/dev/null; done
+for n in $(seq 1 30); do ctl del -a "$(addr $((n % 4 + 1)))" "p$n" >/dev/null; done
+ok "30 more keys deleted: every tombstone is purged from all 5 nodes" \
+    wait_until 30 no_tombstones
+total=0
+for i in 1 2 3 4 5; do total=$((total + $(purged_on $i))); done
+is "  each replica's once: (5 + 30) keys x 3 replicas" "$total" 105
+is "  by the keys' first replicas (never node 4 or 5)" \
+    "$(purged_on 4) $(purged_on 5)" "0 0"
+nf=0
+for n in 1 15 30; do
+    for i in 1 2 3 4 5; do
+        ctl get -a "$(addr $i)" "p$n" >/dev/null 2>&1; [ $? = 1 ] && nf=$((nf + 1))
+    done
+done
+is "  and the keys read NOT_FOUND through every node" "$nf" 15
 
 done_testing
