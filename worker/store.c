@@ -74,6 +74,7 @@ struct store {
     sqlite3_stmt *w_begin;
     sqlite3_stmt *w_commit;
     sqlite3_stmt *w_rollback;
+    sqlite3_stmt *w_find_tombstone; /* w_find, and what a purge checks */
     sqlite3_stmt *w_delete;
     struct clock pending;           /* clock inside the open transaction */
     int pending_dirty;
@@ -531,6 +532,8 @@ prepare_writer(struct store *s, char *err, size_t errlen)
           "SELECT epoch, counter, writer, nonce, tombstone, value "
           "FROM kv WHERE key = ?1" },
         { offsetof(struct store, w_find),
+          "SELECT id, epoch, counter, writer, nonce FROM kv WHERE key = ?1" },
+        { offsetof(struct store, w_find_tombstone),
           "SELECT id, epoch, counter, writer, nonce, tombstone, deleted_ms "
           "FROM kv WHERE key = ?1" },
         { offsetof(struct store, w_insert),
@@ -802,8 +805,8 @@ store_close(struct store *s)
     for (int i = 0; i < s->nreaders; i++)
         close_reader(s->readers[i]);
     sqlite3_stmt *stmts[] = {
-        s->w_get, s->w_find, s->w_insert, s->w_update, s->w_delete,
-        s->w_clock, s->w_begin, s->w_commit, s->w_rollback,
+        s->w_get, s->w_find, s->w_find_tombstone, s->w_insert, s->w_update,
+        s->w_delete, s->w_clock, s->w_begin, s->w_commit, s->w_rollback,
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         sqlite3_finalize(stmts[i]);
@@ -882,7 +885,8 @@ write_version(struct store *s, sqlite3_int64 rowid, int exists,
     return 0;
 }
 
-/* The stamp of w_find's row (columns 1-4), pointing into the row. */
+/* The stamp of a w_find or w_find_tombstone row (columns 1-4), pointing
+ * into the row. */
 static struct stamp
 found_stamp(sqlite3_stmt *st)
 {
@@ -934,7 +938,7 @@ int
 store_purge(struct store *s, const void *key, size_t len,
             const struct stamp *stamp, uint64_t min_age_ms, int *purged)
 {
-    sqlite3_stmt *st = s->w_find;
+    sqlite3_stmt *st = s->w_find_tombstone;
     int rc, match = 0;
     sqlite3_int64 rowid = 0;
 
