@@ -10,6 +10,7 @@
 # and the deleted value never comes back.
 # Ports: 3 in 18800-18829 (metrics 19800-19829).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
+. "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/local.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
@@ -45,34 +46,13 @@ caught_up() {
         $((NKEYS + 1))
 }
 # tombstones N: the keys node N's storage files hold as tombstones
-tombstones() {
-    python3 - "$D/data/node-$1" <<'EOF'
-import glob, sqlite3, sys
-for f in sorted(glob.glob(sys.argv[1] + '/shard-*.db')):
-    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
-    for (k,) in db.execute('SELECT key FROM kv WHERE tombstone = 1'):
-        print(k.decode())
-    db.close()
-EOF
-}
+tombstones() { storage_tombstones "$D/data/node-$1"; }
 # purged KEY: no node's storage holds KEY, even as a tombstone
 purged() {
     local i
     for i in 1 2 3; do
         [ -z "$(tombstones $i | grep -x "$1")" ] || return 1
     done
-}
-# metric N NAME: node N's value of an unlabelled series
-metric() {
-    local addr
-    addr=$(sed -n 's/^ *local_metrics_address: *//p' "$D/node-$1.yml")
-    python3 - "http://$addr/metrics" "$2" <<'EOF'
-import sys, urllib.request
-body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
-for line in body.splitlines():
-    if line.split(' ')[0] == sys.argv[2]:
-        print(int(float(line.split(' ')[1])))
-EOF
 }
 
 out=$(ctl start --local 3 --dir "$D" --base-port $P 2>&1); rc=$?
@@ -111,7 +91,7 @@ is "  the one deleted while it was down is not back" \
 ok "once all three held it 1500 ms, its tombstone is purged everywhere" \
     wait_until 20 purged gone
 ok "  which rzkv_antientropy_purged_total counts" \
-    test "$(metric 1 rzkv_antientropy_purged_total)" -ge 3
+    test "$(node_metric 1 rzkv_antientropy_purged_total)" -ge 3
 like "  and node 1's log" "$(cat "$D"/log/node-1.log)" \
     "[1-9][0-9]* tombstones purged"
 for a in $A1 $A2 $A3; do
@@ -119,13 +99,13 @@ for a in $A1 $A2 $A3; do
         "$(ctl get -a $a gone 2>&1)" "NOT_FOUND"
 done
 is "  through node 3, the overwrite reads new" "$(ctl get -a $A3 before)" new
-pushed=$(( $(metric 1 rzkv_antientropy_pushed_total) +
-           $(metric 2 rzkv_antientropy_pushed_total) ))
+pushed=$(( $(node_metric 1 rzkv_antientropy_pushed_total) +
+           $(node_metric 2 rzkv_antientropy_pushed_total) ))
 ok "  rzkv_antientropy_pushed_total counts the copies ($pushed)" \
     test "$pushed" -ge $((NKEYS + 2))
 ok "  and rzkv_antientropy_passes_total the passes" \
-    test "$(metric 1 rzkv_antientropy_passes_total)" -gt 0
-ts=$(metric 1 rzkv_antientropy_last_pass_timestamp_seconds)
+    test "$(node_metric 1 rzkv_antientropy_passes_total)" -gt 0
+ts=$(node_metric 1 rzkv_antientropy_last_pass_timestamp_seconds)
 ok "  rzkv_antientropy_last_pass_timestamp_seconds says when, recently ($ts)" \
     test "$ts" -gt 0 -a $(( $(date +%s) - ts )) -lt 60
 like "  and rzkvctl status -v how long ago" \
@@ -140,20 +120,20 @@ rm -rf "$D/data/node-1"
 ok "start it with an empty data directory" ctl start --local --dir "$D"
 caught_up "node 1's storage is rebuilt from its peers" $A2 $A1
 ok "  with its copies counted by node 1 itself" \
-    test "$(metric 1 rzkv_antientropy_pushed_total)" -ge $((NKEYS + 1))
+    test "$(node_metric 1 rzkv_antientropy_pushed_total)" -ge $((NKEYS + 1))
 is "  and k1 reads back through node 1" "$(ctl get -a $A1 k1)" v1
 ok "  the deleted key's tombstone is purged from nodes 2 and 3" \
     wait_until 20 purged gone2
 # (node 1's counters start again with it)
 is "  and was never copied to node 1, which lacked the key: 2 rows purged" \
-    "$(metric 1 rzkv_antientropy_purged_total)" 2
+    "$(node_metric 1 rzkv_antientropy_purged_total)" 2
 
 # ---- quiet when nothing differs ------------------------------------------------
-p1=$(metric 1 rzkv_antientropy_pushed_total)
-p2=$(metric 2 rzkv_antientropy_pushed_total)
+p1=$(node_metric 1 rzkv_antientropy_pushed_total)
+p2=$(node_metric 2 rzkv_antientropy_pushed_total)
 sleep 1
 is "once replicas agree, passes copy nothing" \
-    "$(metric 1 rzkv_antientropy_pushed_total) $(metric 2 rzkv_antientropy_pushed_total)" \
+    "$(node_metric 1 rzkv_antientropy_pushed_total) $(node_metric 2 rzkv_antientropy_pushed_total)" \
     "$p1 $p2"
 
 done_testing

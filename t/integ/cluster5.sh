@@ -7,6 +7,7 @@
 # hold it, decided by the key's first replica, once.
 # Ports: 5 in 18430-18459 (metrics 19430-19459).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
+. "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/local.sh"
 
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
@@ -117,25 +118,8 @@ reads_back() { [ "$("$RZKVCTL" get -a "$(addr 1)" "$dead2")" = back ]; }
 ok "  and readable from another node" wait_until 5 reads_back
 
 # ---- purging tombstones ---------------------------------------------------------
-# tombstones: every tombstone row of the cluster's storage files
-tombstones() {
-    python3 - "$D/data" <<'EOF'
-import glob, sqlite3, sys
-for f in sorted(glob.glob(sys.argv[1] + '/node-*/shard-*.db')):
-    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
-    for (k,) in db.execute('SELECT key FROM kv WHERE tombstone = 1'):
-        print(f.split('/')[-2], k.decode())
-    db.close()
-EOF
-}
-no_tombstones() { [ -z "$(tombstones)" ]; }
-purged_on() {
-    local a
-    a=$(sed -n 's/^ *local_metrics_address: *//p' "$D/node-$1.yml")
-    python3 -c "import sys, urllib.request
-for l in urllib.request.urlopen('http://$a/metrics', timeout=5).read().decode().splitlines():
-    if l.startswith('rzkv_antientropy_purged_total '): print(int(float(l.split()[1])))"
-}
+no_tombstones() { [ -z "$(storage_tombstones "$D"/data/node-*)" ]; }
+purged_on() { node_metric "$1" rzkv_antientropy_purged_total; }
 ctl stop --local --dir "$D" >/dev/null 2>&1
 for i in 1 2 3 4 5; do
     sed -i -e 's/^\(  anti_entropy_interval_ms:\).*/\1 300/' \
