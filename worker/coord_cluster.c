@@ -117,12 +117,24 @@ cop_answer_error(struct cop *c, Rzkv__Status status, const char *text)
     cop_answer(c);
 }
 
-/* UNAVAILABLE or UNKNOWN, naming the replicas that failed and why. */
+/*
+ * UNAVAILABLE or UNKNOWN, naming the replicas that failed and why.  A
+ * value that left this node may still be stored however its replica
+ * answered: a peer's storage worker can be late (its UNAVAILABLE), a
+ * message can be lost after delivery.  So once any value request left,
+ * the outcome is UNKNOWN, never UNAVAILABLE, which a client may retry
+ * elsewhere.
+ */
 static void
-cop_answer_failure(struct cop *c, const struct quorum *q, int value_phase,
+cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,
                    int timed_out)
 {
     char why[400], text[512];
+
+    if (value_phase)
+        for (unsigned i = 0; i < c->n; i++)
+            if (c->dop[c->n + i].sent)
+                quorum_sent(q, i);
     int status = quorum_failure_status(q, value_phase);
 
     metrics_add(&metrics->u.coord.quorum_failures[c->kind], 1);

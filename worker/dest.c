@@ -186,11 +186,13 @@ slot_start(struct dest_slot *s, nng_time now, int writes)
     size_t body = 0, n = 0;
     struct dest_op *op, *next;
 
-    /* The oldest of the kind, up to the message's limits. */
+    /* The oldest of the kind, up to the message's limits.  One past its
+     * deadline stays for dest_tick to fail: its requester may already
+     * have answered that it never left this node. */
     struct dest_op_list taken = TAILQ_HEAD_INITIALIZER(taken);
     for (op = TAILQ_FIRST(&d->queue); op != NULL; op = next) {
         next = TAILQ_NEXT(op, link);
-        if (op_writes(op) != writes)
+        if (op_writes(op) != writes || op->deadline <= now)
             continue;
         size_t rec = batch_record_len(BATCH_OPS, op->op_len);
         if (n > 0 && (n == DEST_BATCH_OPS || body + rec > DEST_BATCH_BYTES ||
@@ -203,6 +205,8 @@ slot_start(struct dest_slot *s, nng_time now, int writes)
         if (op->alone)
             break;
     }
+    if (n == 0)
+        return;
     size_t len = batch_record_len(BATCH_ENVELOPE_NODE, body);
     d->scratch.off = d->scratch.len = 0;
     if (buf_reserve(&d->scratch, len) != 0) {
@@ -232,8 +236,11 @@ slot_start(struct dest_slot *s, nng_time now, int writes)
     /* A send that finds the connection broken fails the slot through
      * dest_conn_state before it returns: s is not touched after it. */
     uint32_t id = s->gen << 8 | (uint32_t)(s - d->slot);
-    if (spc_send(d->conn, id, d->scratch.data, len) != 0)
+    if (spc_send(d->conn, id, d->scratch.data, len) != 0) {
+        TAILQ_FOREACH(op, &s->ops, link)
+            op->sent = 0;       /* refused before a byte left */
         slot_deliver(s, NULL, "not connected");
+    }
 }
 
 /*
