@@ -17,13 +17,6 @@ cleanup() {
 tap_cleanup_hook=cleanup
 
 ctl() { "$RZKVCTL" "$@"; }
-# run CMD...: sets $rc, $out (stdout) and $err (stderr)
-run() {
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    out=$(cat "$T/out")
-    err=$(cat "$T/err")
-}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 

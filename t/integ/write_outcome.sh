@@ -23,12 +23,6 @@ cleanup() {
 tap_cleanup_hook=cleanup
 
 ctl() { "$RZKVCTL" "$@"; }
-run() {
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    out=$(cat "$T/out")
-    err=$(cat "$T/err")
-}
 # workers ROLE: the pids of node 1's workers of ROLE
 workers() {
     ctl status --json --local --dir "$D" | python3 -c "import json, sys

@@ -8,6 +8,7 @@
 #   skip_all "reason"
 #   done_testing                    prints the plan when no plan was given
 #   free_base FIRST LAST N          a free block of N ports on 127.0.0.1
+#   run command args...             sets $rc, $out (stdout) and $err (stderr)
 #
 # Every test runs in its own scratch directory ($T) that is removed at
 # exit, and every process started with `bg` is killed at exit.
@@ -74,6 +75,14 @@ like() {
         diag "  got:  '$2'"
         diag "  want: /$3/"
     fi
+}
+
+# run CMD...: sets $rc, $out (stdout) and $err (stderr)
+run() {
+    "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    out=$(cat "$T/out")
+    err=$(cat "$T/err")
 }
 
 # Run a command in the background and remember it for cleanup.
