@@ -54,7 +54,7 @@ class Op:
     """One operation of one key: its kind, value and real-time window."""
 
     __slots__ = ("id", "process", "f", "key", "value", "call", "ret",
-                 "status", "line")
+                 "status", "line", "error")
 
     def __init__(self, process, f, key, value, call, line):
         self.id = -1
@@ -66,6 +66,7 @@ class Op:
         self.ret = INF
         self.status = "info"
         self.line = line
+        self.error = None       # what the client was told, if not ok
 
     def describe(self):
         if self.f == "read":
@@ -75,8 +76,9 @@ class Op:
         else:
             what = "delete"
         end = "never returned" if self.ret == INF else "%d" % self.ret
-        return ("process %s %s [%d, %s] %s (line %d)"
-                % (self.process, what, self.call, end, self.status,
+        told = ": %s" % self.error[:240] if self.error else ""
+        return ("process %s %s [%d, %s] %s%s (line %d)"
+                % (self.process, what, self.call, end, self.status, told,
                    self.line))
 
 
@@ -151,6 +153,7 @@ def parse_event(ev, name, lineno, pending, by_key, counts):
         if ev["time"] < op.call:
             raise BadInput("%s: completion before its invoke" % where)
         op.status = kind
+        op.error = ev.get("error")
         counts[kind] += 1
         if kind == "ok":
             op.ret = ev["time"]
@@ -572,7 +575,9 @@ def explain(ops, deepest, budget, seconds):
                              % fmt_value(op.value))
             elif all(w.status == "fail" for w in writers):
                 lines.append("  %s was written only by operations that "
-                             "definitely failed" % fmt_value(op.value))
+                             "definitely failed:" % fmt_value(op.value))
+                for w in writers[:5]:
+                    lines.append("    " + w.describe())
     small = known_pattern(kept, kept[deepest[1]], budget) \
         if deepest is not None else None
     minimal = True
