@@ -718,27 +718,37 @@ rzkv_key_page_free(rzkv_key_page *page)
         free(page->keys[i].key);
     free(page->keys);
     free(page->next_key);
+    free(page->states);
     free(page);
 }
 
+/* The page of a ListKeysReply; with_deleted keeps the tombstones, and
+ * says which they are in page->states. */
 static rzkv_key_page *
-convert_keys(const Rzkv__ListKeysReply *src)
+convert_keys(const Rzkv__ListKeysReply *src, bool with_deleted)
 {
+    size_t n = src->n_entries;
     rzkv_key_page *page = calloc(1, sizeof(*page));
     if (page == NULL)
         return NULL;
-    if (src->n_entries > 0 &&
-        (page->keys = calloc(src->n_entries, sizeof(*page->keys))) == NULL)
+    if (n > 0 && (page->keys = calloc(n, sizeof(*page->keys))) == NULL)
         goto fail;
-    for (size_t i = 0; i < src->n_entries; i++) {
+    if (with_deleted &&
+        (page->states = calloc(n ? n : 1, sizeof(*page->states))) == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
         const Rzkv__Entry *e = src->entries[i];
-        if (e->tombstone)
+        if (e->tombstone && !with_deleted)
             continue;
         rzkv_key *k = &page->keys[page->count];
         if ((k->key = copy_bytes(e->key.data, e->key.len)) == NULL)
             goto fail;
         k->len = e->key.len;
         copy_stamp(&k->stamp, e->stamp);
+        if (e->tombstone) {
+            page->states[page->count].deleted = 1;
+            page->states[page->count].deleted_ms_ago = e->tombstone_age_ms;
+        }
         page->count++;
     }
     if (src->next_key.len > 0) {
@@ -1574,6 +1584,7 @@ struct waiter {
     rzkv_stamp *stamp;
     rzkv_cluster_info **info;
     rzkv_key_page **page;
+    bool with_deleted;          /* rzkv_keys_all */
 };
 
 /* Copy what the caller asked for out of an OK answer. */
@@ -1600,7 +1611,8 @@ take_results(struct op *op, struct waiter *w)
             set_error(&op->err, RZKV_ERROR, NULL, "out of memory");
         break;
     case OP_KEYS:
-        if ((*w->page = convert_keys(op->reply->list_keys)) == NULL)
+        if ((*w->page = convert_keys(op->reply->list_keys, w->with_deleted))
+            == NULL)
             set_error(&op->err, RZKV_ERROR, NULL, "out of memory");
         break;
     case OP_HEALTH:
@@ -1879,10 +1891,10 @@ rzkv_info(rzkv_client *c, const rzkv_req *req, rzkv_cluster_info **info,
                                           err));
 }
 
-rzkv_status
-rzkv_keys(rzkv_client *c, const void *start, size_t start_len,
-          unsigned limit, const rzkv_req *req, rzkv_key_page **page,
-          rzkv_error *err)
+static rzkv_status
+request_keys(rzkv_client *c, const void *start, size_t start_len,
+          unsigned limit, bool with_deleted, const rzkv_req *req,
+          rzkv_key_page **page, rzkv_error *err)
 {
     Rzkv__Envelope env = RZKV__ENVELOPE__INIT;
     Rzkv__ListKeys lk = RZKV__LIST_KEYS__INIT;
@@ -1900,12 +1912,29 @@ rzkv_keys(rzkv_client *c, const void *start, size_t start_len,
     lk.start_key.data = (uint8_t *)start;
     lk.start_key.len = start_len;
     lk.limit = limit;
-    lk.include_tombstones = false;
+    lk.include_tombstones = with_deleted;
     env.msg_case = RZKV__ENVELOPE__MSG_LIST_KEYS;
     env.list_keys = &lk;
     struct completion how = waiter_init(&w, err);
     w.page = page;
+    w.with_deleted = with_deleted;
     return waiter_wait(&w, submit(c, OP_KEYS, &env, wait_ms, &how, err));
+}
+
+rzkv_status
+rzkv_keys(rzkv_client *c, const void *start, size_t start_len,
+          unsigned limit, const rzkv_req *req, rzkv_key_page **page,
+          rzkv_error *err)
+{
+    return request_keys(c, start, start_len, limit, false, req, page, err);
+}
+
+rzkv_status
+rzkv_keys_all(rzkv_client *c, const void *start, size_t start_len,
+              unsigned limit, const rzkv_req *req, rzkv_key_page **page,
+              rzkv_error *err)
+{
+    return request_keys(c, start, start_len, limit, true, req, page, err);
 }
 
 /* ---- the _async calls ----------------------------------------------------- */

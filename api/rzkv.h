@@ -152,11 +152,20 @@ typedef struct rzkv_key {
     rzkv_stamp stamp;
 } rzkv_key;
 
+/* What rzkv_keys_all() says of each key besides its stamp. */
+typedef struct rzkv_key_state {
+    int deleted;                /* a tombstone, not purged yet */
+    uint64_t deleted_ms_ago;    /* if deleted: when the node stored the
+                                 * tombstone, by its own clock */
+} rzkv_key_state;
+
 typedef struct rzkv_key_page {
     size_t count;
     rzkv_key *keys;             /* in key order */
     void *next_key;             /* start of the next page; NULL at the end */
     size_t next_key_len;
+    rzkv_key_state *states;     /* rzkv_keys_all(): one per key; rzkv_keys():
+                                 * NULL */
 } rzkv_key_page;
 
 /*
@@ -169,6 +178,15 @@ typedef struct rzkv_key_page {
 rzkv_status rzkv_keys(rzkv_client *c, const void *start, size_t start_len,
                       unsigned limit, const rzkv_req *req,
                       rzkv_key_page **page, rzkv_error *err);
+/*
+ * rzkv_keys, listing deleted keys too: those whose tombstones anti-entropy
+ * has not purged yet.  page->states says which keys are deleted, and how
+ * long ago.
+ */
+rzkv_status rzkv_keys_all(rzkv_client *c, const void *start,
+                          size_t start_len, unsigned limit,
+                          const rzkv_req *req, rzkv_key_page **page,
+                          rzkv_error *err);
 void rzkv_key_page_free(rzkv_key_page *page);
 
 /* RZKV_OK if a node answers a health check (err->address says which). */

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,18 +397,20 @@ cmd_info(int argc, char **argv)
 struct keys_args {
     unsigned long limit;        /* 0: all */
     const char *start;
+    bool deleted;               /* list tombstones too */
 };
 
 static const struct option keys_longopts[] = {
     CTL_CLIENT_LONGOPTS,
     { "limit", required_argument, NULL, 'n' },
     { "start", required_argument, NULL, 's' },
+    { "deleted", no_argument, NULL, 'd' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
 
 static const struct data_cmd keys_cmd = {
-    "keys", "keys [CLIENT-OPTIONS] [--limit N] [--start KEY]",
+    "keys", "keys [CLIENT-OPTIONS] [--limit N] [--start KEY] [--deleted]",
     "List the keys held by the node at the address, one a line, in key\n"
     "order: that node's share of the data (all of it when every node holds\n"
     "every key).  When --limit stops the listing early, the key to continue\n"
@@ -415,8 +418,11 @@ static const struct data_cmd keys_cmd = {
     "{\"status\":\"OK\",\"address\":..,\"keys\":[{\"key\":..,\"stamp\":{..}}],\n"
     " \"next_key\":..|null}\n"
     "  -n, --limit N                 at most N keys (default: all)\n"
-    "  -s, --start KEY               begin at KEY (default: the first)\n",
-    ":" CTL_CLIENT_SHORTOPTS "hn:s:", keys_longopts, 0, 0,
+    "  -s, --start KEY               begin at KEY (default: the first)\n"
+    "  -d, --deleted                 deleted keys too, whose tombstones are\n"
+    "                                not purged yet: KEY<TAB>deleted Ns ago\n"
+    "                                (JSON: \"deleted\", \"deleted_ms_ago\")\n",
+    ":" CTL_CLIENT_SHORTOPTS "hn:s:d", keys_longopts, 0, 0,
 };
 
 static int
@@ -428,17 +434,28 @@ keys_option(void *ctx, int ch, const char *arg)
         ka->start = arg;
         return 0;
     }
+    if (ch == 'd') {
+        ka->deleted = true;
+        return 0;
+    }
     if (ch == 'n' && ctl_parse_uint(arg, 100000000UL, &ka->limit) == 0)
         return 0;
     ctl_usage_error("keys", "bad --limit \"%s\": expected a count", arg);
     return -1;
 }
 
+/* One key; state is NULL unless deleted keys were asked for. */
 static void
-print_key(const struct ctl_client_opts *o, const rzkv_key *k, bool first)
+print_key(const struct ctl_client_opts *o, const rzkv_key *k,
+          const rzkv_key_state *state, bool first)
 {
+    bool deleted = state != NULL && state->deleted;
+
     if (!o->json) {
         fwrite(k->key, 1, k->len, stdout);
+        if (deleted)
+            printf("\tdeleted %" PRIu64 "s ago",
+                   state->deleted_ms_ago / 1000);
         putchar('\n');
         return;
     }
@@ -446,6 +463,10 @@ print_key(const struct ctl_client_opts *o, const rzkv_key *k, bool first)
     ctl_json_bytes(stdout, "key", k->key, k->len);
     printf(",\"stamp\":");
     ctl_json_stamp(stdout, &k->stamp);
+    if (state != NULL)
+        printf(",\"deleted\":%s", deleted ? "true" : "false");
+    if (deleted)
+        printf(",\"deleted_ms_ago\":%" PRIu64, state->deleted_ms_ago);
     putchar('}');
 }
 
@@ -473,13 +494,16 @@ list_keys(rzkv_client *c, const struct ctl_client_opts *o,
 
         if (ka->limit != 0 && ka->limit - listed < want)
             want = ka->limit - listed;
-        st = rzkv_keys(c, start, start_len, (unsigned)want, &req, &page, err);
+        st = (ka->deleted ? rzkv_keys_all : rzkv_keys)
+            (c, start, start_len, (unsigned)want, &req, &page, err);
         if (st != RZKV_OK) {
             free(start);
             return st;
         }
         for (size_t i = 0; i < page->count; i++)
-            print_key(o, &page->keys[i], listed + i == 0);
+            print_key(o, &page->keys[i],
+                      page->states != NULL ? &page->states[i] : NULL,
+                      listed + i == 0);
         listed += page->count;
         /* start is inclusive: a next key equal to it is no progress. */
         bool stuck = page->next_key != NULL && start != NULL &&
@@ -510,7 +534,7 @@ int
 cmd_keys(int argc, char **argv)
 {
     struct ctl_client_opts o;
-    struct keys_args ka = { 0, NULL };
+    struct keys_args ka = { 0, NULL, false };
     rzkv_client *c;
     rzkv_error err = { RZKV_OK, "", "" };
     char *next;

@@ -131,6 +131,19 @@ like "keys --json" \
     "$(printf '%s' "$out" | json "[k['key'] for k in d['keys']], d['next_key']")" \
     "^\\['blob', 'empty', 'filed'\\] (greeting|j)\$"
 
+ctl del k3 >/dev/null
+run ctl keys --start k1 --limit 3
+is "keys leaves a deleted key out" "$(printf '%s\n' "$out" | tr '\n' ' ')" \
+    "k1 k2 k4 "
+run ctl keys --deleted --start k1 --limit 3
+like "keys --deleted lists it, marked, in its place" \
+    "$(printf '%s\n' "$out" | tr '\n' '|')" \
+    "^k1\|k2\|k3	deleted [0-9]+s ago\|\$"
+run ctl keys -d --json --start k3 --limit 2
+is "keys --deleted --json says which, and since when" \
+    "$(printf '%s' "$out" | json "[(k['key'], k['deleted'], k.get('deleted_ms_ago', -1) >= 0) for k in d['keys']]")" \
+    "[('k3', True, True), ('k4', False, False)]"
+
 # ---- usage errors --------------------------------------------------------
 run ctl get
 is "get without a key is a usage error (2)" "$rc" 2

@@ -706,6 +706,22 @@ test_info_keys_health(void **state)
     assert_memory_equal(page->keys[1].key, "c", 1);
     assert_int_equal(page->next_key_len, 1);
     assert_memory_equal(page->next_key, "d", 1);
+
+    assert_null(page->states);
+    rzkv_key_page_free(page);
+
+    /* rzkv_keys_all: the tombstone too, and which keys are deleted */
+    e2.tombstone_age_ms = 4200;
+    assert_int_equal(rzkv_keys_all(c, NULL, 0, 0, NULL, &page, &err),
+                     RZKV_OK);
+    assert_true(f->last->list_keys->include_tombstones);
+    assert_int_equal(page->count, 3);
+    assert_non_null(page->states);
+    assert_memory_equal(page->keys[1].key, "gone", 4);
+    assert_false(page->states[0].deleted);
+    assert_true(page->states[1].deleted);
+    assert_int_equal(page->states[1].deleted_ms_ago, 4200);
+    assert_false(page->states[2].deleted);
     rzkv_key_page_free(page);
 
     lk.next_key.len = 0;
