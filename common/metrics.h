@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     4
+#define METRICS_VERSION     5
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -146,6 +146,10 @@ struct metrics_coord {
                                                      * (Unix ms) at the end
                                                      * of the last complete
                                                      * pass; 0: none */
+    metrics_counter antientropy_tombstones_kept;    /* gauge: tombstones
+                                                     * the last complete
+                                                     * pass judged and did
+                                                     * not purge (yet) */
     struct metrics_size_hist batch_ops;             /* per NodeBatch sent */
     metrics_counter batch_messages[MDEST_COUNT];
     metrics_counter inflight;                       /* gauge */

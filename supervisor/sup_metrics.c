@@ -54,6 +54,7 @@
  *	           rzkv_antientropy_failures_total,
  *	           rzkv_antientropy_purged_total,
  *	           rzkv_antientropy_last_pass_timestamp_seconds,
+ *	           rzkv_antientropy_tombstones_kept,
  *	           rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
  *	           rzkv_coordinator_inflight
@@ -568,6 +569,12 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
     evbuffer_add_printf(o, "rzkv_antientropy_last_pass_timestamp_seconds "
                         "%.3f\n", (double)metrics_get(
                             &sum.antientropy_last_pass_ms) / 1000.0);
+    family(o, "rzkv_antientropy_tombstones_kept", "gauge",
+           "Tombstones this node's last complete anti-entropy pass judged "
+           "and kept: younger than the purge delay, or not yet on every "
+           "replica.");
+    sample_u64(o, "rzkv_antientropy_tombstones_kept", "",
+               metrics_get(&sum.antientropy_tombstones_kept));
     family(o, "rzkv_batch_ops", "histogram",
            "Replica operations per NodeBatch message sent by coordinators.");
     size_hist(o, "rzkv_batch_ops", "", &sum.batch_ops);

@@ -76,6 +76,7 @@ static struct {
 /* The counts of one pass, for its log line and the metrics. */
 struct ae_pass {
     uint64_t keys, copied, purged, failures;
+    uint64_t kept;              /* tombstones judged and not purged yet */
     const char *first_failure;  /* a dest name, for the log */
 };
 
@@ -432,47 +433,64 @@ ae_same_old_tombstone(const Rzkv__Entry *e, const Rzkv__Entry *like,
     return stamp_cmp(&a, &b) == 0;
 }
 
+enum ae_verdict {
+    AE_NOT_MINE,                /* another node judges it, or another
+                                 * listing of this step already did */
+    AE_KEEP,                    /* too young, not on every replica yet, or
+                                 * a replica could not be listed */
+    AE_PURGE,
+};
+
 /*
- * Is the tombstone e, listed by node `from`, to be purged in this step?
- * Only if this node is the first replica of its key in the cluster file
- * (so every other replica was listed in the step), the listing of every
- * replica succeeded, and each replica holds either that tombstone (same
- * stamp) for `delay` ms or more, or nothing for the key.  p gets the
- * replicas that hold it.  Each key is judged once, from the first
- * listing that has it.
+ * What to do with the tombstone e, listed by node `from`, in this step.
+ * It is this node's to judge only if this node is the first replica of
+ * its key in the cluster file (so every other replica was listed in the
+ * step), and only from the first listing that has it, so each key is
+ * judged once.  It is purged if the listing of every replica succeeded
+ * and each replica holds either that tombstone (same stamp) for `delay`
+ * ms or more, or nothing for the key.  p gets the replicas that hold it.
  */
-static int
-ae_purgeable(const struct topo *t, const struct ae_listed *listed,
-             size_t from, const Rzkv__Entry *e, uint64_t delay,
-             struct ae_purge *p)
+static enum ae_verdict
+ae_judge(const struct topo *t, const struct ae_listed *listed, size_t from,
+         const Rzkv__Entry *e, uint64_t delay, struct ae_purge *p)
 {
     size_t node[QUORUM_MAX_REPLICAS];
     size_t n = ring_locate(&t->ring, e->key.data, e->key.len,
                            (size_t)t->conf->replica_count, node);
 
-    int me = 0;
+    int me = 0, keep = 0;
     p->n = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = node[i];
-        if (j < (size_t)t->self || listed[j].n == SIZE_MAX)
-            return 0;
+        if (j < (size_t)t->self)
+            return AE_NOT_MINE;
         me |= j == (size_t)t->self;
+        if (listed[j].n == SIZE_MAX) {
+            keep = 1;
+            continue;
+        }
         const Rzkv__Entry *held = ae_lookup(&listed[j], &e->key);
         if (held == NULL)
             continue;
-        if (j < from || !ae_same_old_tombstone(held, e, delay))
-            return 0;
-        p->node[p->n++] = j;
+        if (j < from)
+            return AE_NOT_MINE;
+        if (ae_same_old_tombstone(held, e, delay))
+            p->node[p->n++] = j;
+        else
+            keep = 1;
     }
+    if (!me || (p->n == 0 && !keep))
+        return AE_NOT_MINE;     /* held only by a node that is no replica */
     p->entry = e;
-    return me && p->n > 0;
+    return keep ? AE_KEEP : AE_PURGE;
 }
 
 /* The purges of this step, from the listings of this node and the peers
- * after it.  Runs without the lock. */
+ * after it; the tombstones it keeps are counted in pass.  Runs without
+ * the lock. */
 static size_t
 ae_find_purges(const struct topo *t, const struct ae_listed *listed,
-               uint64_t delay, struct ae_purge *out)
+               uint64_t delay, struct ae_purge *out, struct ae_pass *pass)
 {
     size_t n = 0;
 
@@ -480,9 +498,13 @@ ae_find_purges(const struct topo *t, const struct ae_listed *listed,
         for (size_t a = 0; listed[from].n != SIZE_MAX &&
                            a < listed[from].n; a++) {
             const Rzkv__Entry *e = listed[from].entries[a];
-            if (e->tombstone && ae_purgeable(t, listed, from, e, delay,
-                                             &out[n]))
-                n++;
+            if (!e->tombstone)
+                continue;
+            switch (ae_judge(t, listed, from, e, delay, &out[n])) {
+            case AE_PURGE: n++; break;
+            case AE_KEEP: pass->kept++; break;
+            case AE_NOT_MINE: break;
+            }
         }
     return n;
 }
@@ -627,7 +649,7 @@ ae_step(const struct topo *t, ProtobufCBinaryData *start,
             ncopy += ae_compare(t, j, page.entries, nm, listed[j].entries,
                                 listed[j].n, copy + ncopy);
     if (delay > 0)
-        npurge = ae_find_purges(t, listed, delay, purge);
+        npurge = ae_find_purges(t, listed, delay, purge, pass);
     nng_mtx_lock(coord.lock);
     ae_copy_all(t, copy, ncopy, pass);
     ae_purge_all(t, purge, npurge, delay, pass);
@@ -670,7 +692,7 @@ out:
 static void
 ae_pass(const struct topo *t)
 {
-    struct ae_pass pass = { 0, 0, 0, 0, NULL };
+    struct ae_pass pass = { 0, 0, 0, 0, 0, NULL };
     ProtobufCBinaryData start = { 0, NULL };
     nng_time began = nng_clock();
     int rv;
@@ -705,6 +727,8 @@ ae_pass(const struct topo *t)
         metrics_set(&metrics->u.coord.antientropy_last_pass_ms,
                     (uint64_t)now.tv_sec * 1000 +
                     (uint64_t)now.tv_nsec / 1000000);
+        metrics_set(&metrics->u.coord.antientropy_tombstones_kept,
+                    pass.kept);
     }
     if (ae.stop)
         return;

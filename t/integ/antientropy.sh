@@ -84,6 +84,9 @@ ok "  and a delete" test "$(ctl get -a $A2 gone 2>&1)" != doomed
 sleep 3
 is "  whose tombstone nodes 1 and 2 keep past the purge delay, node 3 down" \
     "$(tombstones 1) $(tombstones 2)" "gone gone"
+kept() { node_metric 1 rzkv_antientropy_tombstones_kept; }
+ok "  node 1's rzkv_antientropy_tombstones_kept shows it waiting" \
+    wait_until 5 eval '[ "$(kept)" = 1 ]'
 ok "start node 3" ctl start --local --dir "$D"
 caught_up "node 3's storage catches up with node 1's (no reads)" $A1 $A3
 is "  the one deleted while it was down is not back" \
@@ -92,6 +95,7 @@ ok "once all three held it 1500 ms, its tombstone is purged everywhere" \
     wait_until 20 purged gone
 ok "  which rzkv_antientropy_purged_total counts" \
     test "$(node_metric 1 rzkv_antientropy_purged_total)" -ge 3
+ok "  and no tombstone is kept any more" wait_until 5 eval '[ "$(kept)" = 0 ]'
 like "  and node 1's log" "$(cat "$D"/log/node-1.log)" \
     "[1-9][0-9]* tombstones purged"
 for a in $A1 $A2 $A3; do

@@ -136,6 +136,13 @@ for i in 1 2 3 4 5; do total=$((total + $(purged_on $i))); done
 is "  each replica's once: (5 + 30) keys x 3 replicas" "$total" 105
 is "  by the keys' first replicas (never node 4 or 5)" \
     "$(purged_on 4) $(purged_on 5)" "0 0"
+kept_all() {
+    for i in 1 2 3 4 5; do
+        node_metric $i rzkv_antientropy_tombstones_kept
+    done | tr '\n' ' '
+}
+ok "  and no node's last pass kept a tombstone" \
+    wait_until 5 eval '[ "$(kept_all)" = "0 0 0 0 0 " ]'
 nf=0
 for n in 1 15 30; do
     for i in 1 2 3 4 5; do
