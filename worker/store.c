@@ -11,9 +11,12 @@
  *    write is acknowledged only after its COMMIT returns, a read that
  *    arrives after the acknowledgement sees it.
  *  - The clock others can see (store_clock) moves only after the commit
- *    that recorded it, so no clock is ever handed out that a crash could
- *    take back; the epoch bump at open makes every later clock larger
- *    than any clock of an earlier run.
+ *    that raised it, and a commit that raises the clock's epoch writes
+ *    the new epoch; the epoch bump at open then makes every later clock
+ *    larger than any clock of an earlier run, so no clock is ever handed
+ *    out that a crash could take back.  A rise of the counter alone is
+ *    not written: the bump outranks it anyway, and writing it cost every
+ *    commit one more page (sets at c = 1 ran 7-24% faster without it).
  *  - Checkpoints (copying the WAL back into the main file) run in a
  *    thread of their own, on their own connection: done in the commit
  *    path, as SQLite does by default, they took ~25% of the writer's time
@@ -81,6 +84,7 @@ struct store {
     int64_t pending_rows;           /* rows added less rows purged */
     uint64_t pending_purged;
     uint64_t tx_now_ms;             /* wall clock at store_begin */
+    uint64_t tx_epoch;              /* clock epoch at store_begin */
 
     /* The checkpointer: its thread and connection. */
     sqlite3 *ck_db;
@@ -110,7 +114,7 @@ static const char *const schema_sql =
     " shard_count INTEGER NOT NULL,"
     " epoch INTEGER NOT NULL,"
     " clock_epoch INTEGER NOT NULL,"
-    " clock_counter INTEGER NOT NULL);"
+    " clock_counter INTEGER NOT NULL);"    /* as of clock_epoch's last rise */
     /* value after what listing reads, so it never reads its overflow
      * pages; deleted_ms after it only because format 1 lacked it (ALTER
      * TABLE appends), and it is NULL, so free to skip, unless there is
@@ -835,6 +839,7 @@ store_begin(struct store *s)
     pthread_mutex_lock(&s->lock);
     s->pending = s->clock;
     pthread_mutex_unlock(&s->lock);
+    s->tx_epoch = s->pending.epoch;
     s->pending_dirty = 0;
     s->pending_rows = 0;
     s->pending_purged = 0;
@@ -845,7 +850,9 @@ store_begin(struct store *s)
 void
 store_clock_raise(struct store *s, const struct clock *c)
 {
-    if (clock_raise(&s->pending, c->epoch, c->counter))
+    /* Only a new epoch needs writing (see the top of this file). */
+    if (clock_raise(&s->pending, c->epoch, c->counter) &&
+        s->pending.epoch != s->tx_epoch)
         s->pending_dirty = 1;
 }
 

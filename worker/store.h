@@ -4,7 +4,8 @@
  * The file holds the shard's versions of keys and the worker's clock:
  *
  *   meta  one row: magic, format version, shard index, the node's storage
- *         worker count, the epoch of the current start, the clock
+ *         worker count, the epoch of the current start, the clock (its
+ *         epoch kept current; its counter only as of the epoch's rise)
  *   kv    rowid table, one row per key: key (UNIQUE), ring_key_hash(key),
  *         stamp (epoch, counter, writer, nonce), tombstone flag, value,
  *         and for a tombstone deleted_ms, the wall-clock time this worker
@@ -129,9 +130,9 @@ void store_clock_raise(struct store *s, const struct clock *c);
 int store_get_tx(struct store *s, const void *key, size_t len,
                  struct store_item *out);
 /*
- * Record the pending clock and COMMIT (fsynced in FULL mode); ops is how
- * many operations the transaction carried.  Only then does the committed
- * clock move.  0, or -1 after rolling back.
+ * Record the pending clock if its epoch rose, and COMMIT (fsynced in FULL
+ * mode); ops is how many operations the transaction carried.  Only then
+ * does the committed clock move.  0, or -1 after rolling back.
  */
 int store_commit(struct store *s, size_t ops);
 void store_rollback(struct store *s);

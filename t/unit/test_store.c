@@ -263,7 +263,13 @@ test_clock_same_transaction(void **state)
     store_clock_raise(s, &high);
     assert_int_equal(store_commit(s, 1), 0);
     assert_clock(store_clock(s), 9, 12);
-    assert_clock(file_clock(f), 9, 12);
+    /* A rise of the counter alone is not written: the epoch bump at the
+     * next open outranks every clock of epoch 9 anyway. */
+    assert_clock(file_clock(f), 9, 9);
+    store_close(s);
+    s = open_ok(f, 0, 1);
+    assert_clock(store_clock(s), 10, 0);
+    assert_clock(file_clock(f), 10, 0);
     store_close(s);
 }
 
