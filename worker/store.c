@@ -80,11 +80,12 @@ struct store {
     sqlite3_stmt *w_find_tombstone; /* w_find, and what a purge checks */
     sqlite3_stmt *w_delete;
     struct clock pending;           /* clock inside the open transaction */
-    int pending_dirty;
     int64_t pending_rows;           /* rows added less rows purged */
     uint64_t pending_purged;
     uint64_t tx_now_ms;             /* wall clock at store_begin */
-    uint64_t tx_epoch;              /* clock epoch at store_begin */
+    uint64_t tx_epoch;              /* clock epoch at store_begin: the
+                                     * commit writes the clock if pending
+                                     * has a newer one */
 
     /* The checkpointer: its thread and connection. */
     sqlite3 *ck_db;
@@ -840,7 +841,6 @@ store_begin(struct store *s)
     s->pending = s->clock;
     pthread_mutex_unlock(&s->lock);
     s->tx_epoch = s->pending.epoch;
-    s->pending_dirty = 0;
     s->pending_rows = 0;
     s->pending_purged = 0;
     s->tx_now_ms = wall_ms();
@@ -850,10 +850,7 @@ store_begin(struct store *s)
 void
 store_clock_raise(struct store *s, const struct clock *c)
 {
-    /* Only a new epoch needs writing (see the top of this file). */
-    if (clock_raise(&s->pending, c->epoch, c->counter) &&
-        s->pending.epoch != s->tx_epoch)
-        s->pending_dirty = 1;
+    clock_raise(&s->pending, c->epoch, c->counter);
 }
 
 static int
@@ -983,7 +980,8 @@ store_commit(struct store *s, size_t ops)
 {
     int rc;
 
-    if (s->pending_dirty) {
+    /* Only a new epoch needs writing (see the top of this file). */
+    if (s->pending.epoch != s->tx_epoch) {
         bind_u64(s->w_clock, 1, s->pending.epoch);
         bind_u64(s->w_clock, 2, s->pending.counter);
         rc = sqlite3_step(s->w_clock);
@@ -1019,7 +1017,7 @@ store_rollback(struct store *s)
         sqlite3_step(s->w_rollback);
         sqlite3_reset(s->w_rollback);
     }
-    s->pending_dirty = 0;
+    s->tx_epoch = s->pending.epoch;     /* nothing left to write */
     s->pending_rows = 0;
     s->pending_purged = 0;
 }
