@@ -54,8 +54,11 @@
 #      plus TCP's retransmission backoff after it (a segment first sent
 #      as a 5 s cut began is resent ~12.6 s later): a write held up longer
 #      than the delay may bring a purged key back, as rzkv(7) says, and
-#      the check then reports it (seen once with --purge-delay 3000).  With --consistency one --expect-anomalies it checks
-#      the opposite: weak operations under partitions must be caught
+#      the check then reports it (seen once with --purge-delay 3000,
+#      before writes that had left were no longer answered UNAVAILABLE
+#      and retried elsewhere; not in 5 runs with 3000 since).
+#      With --consistency one --expect-anomalies it checks the opposite:
+#      weak operations under partitions must be caught
 #      (t/fault/fault_detects.sh, the suite's test of itself).
 #
 # CI runs short runs (t/fault/fault3.sh, fault5.sh).  A long soak:
