@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     5
+#define METRICS_VERSION     6
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -160,8 +160,12 @@ struct metrics_coord {
 struct metrics_storage {
     struct metrics_lat_hist op_duration[MSOP_COUNT];
     struct metrics_size_hist group_commit_ops;
+    struct metrics_lat_hist commit_duration;        /* COMMIT, its WAL
+                                                     * write and fsync */
     metrics_counter commits;
     metrics_counter fsyncs;
+    metrics_counter checkpoints;                    /* as of the last
+                                                     * commit */
     metrics_counter commit_failures;
     metrics_counter entries;                        /* gauge */
     metrics_counter epoch;                          /* gauge */

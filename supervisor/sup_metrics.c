@@ -61,7 +61,9 @@
  *	  storage, per shard="N":
  *	           rzkv_storage_op_duration_seconds{op} (histogram),
  *	           rzkv_storage_group_commit_ops (histogram),
+ *	           rzkv_storage_commit_duration_seconds (histogram),
  *	           rzkv_storage_commits_total, rzkv_storage_fsyncs_total,
+ *	           rzkv_storage_checkpoints_total,
  *	           rzkv_storage_commit_failures_total, rzkv_storage_entries,
  *	           rzkv_storage_bytes, rzkv_clock_epoch
  *	  api: cluster, node, health, unknown; op: get, set, del, info, batch,
@@ -609,6 +611,10 @@ emit_storage_values(const struct sup *s, const struct snapshot *snap,
         { "rzkv_storage_fsyncs_total", "counter",
           "Commits fsynced (node.durability full).",
           offsetof(struct metrics_storage, fsyncs) },
+        { "rzkv_storage_checkpoints_total", "counter",
+          "WAL checkpoints completed (copies of the log into the database "
+          "file), counted at the next commit.",
+          offsetof(struct metrics_storage, checkpoints) },
         { "rzkv_storage_commit_failures_total", "counter",
           "Write transactions that failed and were rolled back.",
           offsetof(struct metrics_storage, commit_failures) },
@@ -665,6 +671,16 @@ emit_storage(const struct sup *s, const struct snapshot *snap,
         snprintf(labels, sizeof(labels), "shard=\"%d\"", i);
         size_hist(o, "rzkv_storage_group_commit_ops", labels,
                   &snap->storage[i]->u.storage.group_commit_ops);
+    }
+    family(o, "rzkv_storage_commit_duration_seconds", "histogram",
+           "Time a storage worker's COMMIT took: its write-ahead log write "
+           "and, with node.durability full, its fsync.");
+    for (int i = 0; i < snap->nstorage; i++) {
+        if (snap->storage[i] == NULL)
+            continue;
+        snprintf(labels, sizeof(labels), "shard=\"%d\"", i);
+        lat_hist(o, "rzkv_storage_commit_duration_seconds", labels,
+                 &snap->storage[i]->u.storage.commit_duration);
     }
     emit_storage_values(s, snap, o);
 }

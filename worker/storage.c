@@ -747,9 +747,14 @@ replier_enqueue(struct storage *sw, struct sctx *list)
     pthread_mutex_unlock(&sw->lock);
 }
 
-/* What a commit changed, into the metrics file (writer thread only). */
+/*
+ * What a commit changed, into the metrics file (writer thread only).
+ * commit_ns: how long COMMIT took, its WAL write and fsync: the disk's
+ * latency as writes see it.  Checkpoints run on their own thread and are
+ * counted here, at the commit after them.
+ */
 static void
-commit_metrics(struct storage *sw, int ok, size_t ops)
+commit_metrics(struct storage *sw, int ok, size_t ops, uint64_t commit_ns)
 {
     struct metrics_storage *m = &metrics->u.storage;
     struct store_stats st;
@@ -761,6 +766,8 @@ commit_metrics(struct storage *sw, int ok, size_t ops)
     store_stats(sw->store, &st);
     metrics_add(&m->commits, st.commits - sw->counted.commits);
     metrics_add(&m->fsyncs, st.fsyncs - sw->counted.fsyncs);
+    metrics_add(&m->checkpoints, st.checkpoints - sw->counted.checkpoints);
+    metrics_lat_observe(&m->commit_duration, commit_ns, 1);
     metrics_set(&m->entries, st.entries);
     metrics_size_observe(&m->group_commit_ops, ops);
     sw->counted = st;
@@ -770,18 +777,22 @@ static void
 group_commit(struct storage *sw, struct sctx *list)
 {
     size_t ops = 0;
+    uint64_t commit_ns = 0;
     int ok = store_begin(sw->store) == 0;
 
     for (struct sctx *c = list; ok && c != NULL; c = c->next)
         ok = group_apply(sw, c, &ops) == 0;
-    if (ok)
+    if (ok) {
+        uint64_t t0 = metrics_now_ns();
         ok = store_commit(sw->store, ops) == 0;
-    else
+        commit_ns = metrics_now_ns() - t0;
+    } else {
         store_rollback(sw->store);
+    }
     if (!ok)
         log_warnx("write transaction failed, %zu operations refused: %s",
                   ops, store_errmsg(sw->store));
-    commit_metrics(sw, ok, ops);
+    commit_metrics(sw, ok, ops, commit_ns);
 
     struct clock now = store_clock(sw->store);
     for (struct sctx *c = list; c != NULL; c = c->next) {

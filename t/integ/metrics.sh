@@ -54,7 +54,7 @@ until_is() {
 export -f http scrape m msum health
 export T PROM
 
-plan 53
+plan 55
 
 # ---- the parser refuses what Prometheus would --------------------------------
 bad() {
@@ -155,6 +155,12 @@ ok "replica op latency counted for the sets" \
     test "$(s 1 rzkv_storage_op_duration_seconds_count op=set)" -ge 7
 ok "group commit sizes counted" \
     test "$(s 1 rzkv_storage_group_commit_ops_count)" -ge 1
+is "every commit's duration counted, once" \
+    "$(s 1 rzkv_storage_commit_duration_seconds_count)" \
+    "$(s 1 rzkv_storage_commits_total)"
+ok "  and it took time" \
+    python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > 0)' \
+    "$(s 1 rzkv_storage_commit_duration_seconds_sum)"
 ok "batches sent to peers counted" test "$(g 1 "$TOPEER")" -ge 14
 ok "storage bytes on disk reported" test "$(s 1 rzkv_storage_bytes)" -gt 0
 is "clock epoch of shard 0 is at least 1, peers connected, workers up" \
