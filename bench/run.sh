@@ -104,7 +104,7 @@ sample() {
     fi
     "$RZKVCTL" status --json --local --dir "$DIR" |
     python3 -c '
-import glob, json, re, sys, time
+import glob, json, re, sys, time, urllib.request
 def ticks(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]), int(f[12])
@@ -132,6 +132,26 @@ for n in json.load(sys.stdin)["nodes"]:
 cpu = open("/proc/stat").readline().split()[1:]
 busy = sum(int(x) for k, x in enumerate(cpu) if k not in (3, 4))
 info = {}
+# Time in COMMIT (WAL write and fsync), from the /metrics of each node.
+for yml in glob.glob(sys.argv[2] + "/node-*.yml"):
+    m = re.search(r"^ *local_metrics_address: *\"?([^\s\"]+)",
+                  open(yml).read(), re.M)
+    if not m:
+        continue
+    try:
+        text = urllib.request.urlopen(f"http://{m.group(1)}/metrics",
+                                      timeout=5).read().decode()
+    except OSError:
+        continue
+    c = {"commit_ns": 0, "commit_count": 0}
+    for l in text.splitlines():
+        f = l.split()
+        name = f[0].split("{")[0] if f else ""
+        if name == "rzkv_storage_commit_duration_seconds_sum":
+            c["commit_ns"] += int(float(f[1]) * 1e9)
+        elif name == "rzkv_storage_commit_duration_seconds_count":
+            c["commit_count"] += int(f[1])
+    info["metrics/" + yml] = c
 for l in sys.argv[1].splitlines():
     m = re.match(r"node (\d+) (\w+)\[(\d+)\]: (.*)", l)
     if m:
@@ -139,7 +159,7 @@ for l in sys.argv[1].splitlines():
         info[f"{m.group(1)}/{m.group(2)}/{m.group(3)}"] = {
             f[k]: int(f[k + 1]) for k in range(0, len(f) - 1, 2)}
 print(json.dumps({"time": time.time(), "machine_busy": busy,
-                  "procs": procs, "nodeinfo": info}))' "$info"
+                  "procs": procs, "nodeinfo": info}))' "$info" "$DIR"
 }
 
 # node role pid rss_kb anon_kb file_kb: VmRSS counts SQLite's memory-mapped
@@ -315,6 +335,8 @@ def profile(r):
     if nd.get("commits"):
         p["ops_per_commit"] = nd["ops_committed"] / nd["commits"]
         p["fsyncs"] = nd["fsyncs"] / n
+    if nd.get("commit_count"):
+        p["commit_ms"] = nd["commit_ns"] / nd["commit_count"] / 1e6
     return p
 
 def median_profile(rs):
@@ -324,7 +346,7 @@ def median_profile(rs):
     out = {"cpu_us": {k: med(p["cpu_us"].get(k, 0) for p in ps)
                       for k in sorted({k for p in ps for k in p["cpu_us"]})}}
     for k in ("sys_share", "ctxsw", "other_cores", "machine_cores", "batches",
-              "ops_per_batch", "ops_per_commit", "fsyncs"):
+              "ops_per_batch", "ops_per_commit", "commit_ms", "fsyncs"):
         vs = [p[k] for p in ps if k in p]
         if vs:
             out[k] = med(vs)
@@ -434,11 +456,13 @@ md.append("\nCPU columns are cores (CPU seconds per second of the run, warmup "
           "included): the bench process itself, and every cluster process "
           "summed by role over the three nodes.\n")
 md.append("Where the time goes, per client request (medians; counters from "
-          "/proc and from each worker's NodeInfo):\n")
+          "/proc, from each worker's NodeInfo and, for the mean time a "
+          "storage commit took with its fsync, from /metrics):\n")
 md.append("| workload | c | cluster CPU us/req (sup/coord/storage) | kernel "
           "share | ctx switches/req | batch msgs/req | replica ops/msg "
-          "| ops/commit | fsyncs/req | other load | machine busy |")
-md.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| ops/commit | commit ms | fsyncs/req | other load "
+          "| machine busy |")
+md.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
 for x in cells:
@@ -452,6 +476,7 @@ for x in cells:
               f"| {f(p.get('batches'), '.2f')} "
               f"| {f(p.get('ops_per_batch'), '.1f')} "
               f"| {f(p.get('ops_per_commit'), '.1f')} "
+              f"| {f(p.get('commit_ms'), '.2f')} "
               f"| {f(p.get('fsyncs'), '.2f')} | {p['other_cores']:.2f} "
               f"| {p['machine_cores']:.2f} |")
 md.append(f"\nOther load and machine busy are cores out of {m['nproc']}: the "
