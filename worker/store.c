@@ -20,14 +20,20 @@
  *  - Checkpoints (copying the WAL back into the main file) run in a
  *    thread of their own, on their own connection: done in the commit
  *    path, as SQLite does by default, they took ~25% of the writer's time
- *    under random writes (~20 ms each, every ~100 ms).  They start every
- *    STORE_WAL_CHECKPOINT_BYTES of WAL: small ones, because the fsync
- *    that ends a checkpoint shares the disk with the writer's commit
- *    fsyncs (measured, 1 KiB sets at c = 64: p99 73 ms at 16 MiB, 37 ms
- *    at 2 MiB, 35 ms at 1 MiB, same throughput).  Only when the WAL
- *    outgrows STORE_WAL_FORCE_BYTES does the writer checkpoint itself, so
- *    a checkpointer that can't keep up slows writers instead of letting
- *    the WAL grow without bound.
+ *    under random writes (~20 ms each, every ~100 ms).  The writer wakes
+ *    the checkpointer after any commit that leaves the WAL holding
+ *    STORE_WAL_CHECKPOINT_BYTES or more.  SQLite starts the WAL over
+ *    only when a write transaction begins with every frame copied, so
+ *    under steady writes that is most commits: small checkpoints, whose
+ *    fsync shares the disk with the commits' fsyncs only briefly
+ *    (measured, 1 KiB sets at c = 64: p99 73 ms at 16 MiB, 37 ms at
+ *    2 MiB, 35 ms at 1 MiB, same throughput), and a WAL that stays
+ *    short.  Waking it per 2 MiB of new frames instead made checkpoints
+ *    6x rarer at the same throughput, but the WAL then grew to
+ *    STORE_WAL_FORCE_BYTES before it could start over (bench/RESULTS.md).
+ *    Only when the WAL outgrows STORE_WAL_FORCE_BYTES does the writer
+ *    checkpoint itself, so a checkpointer that can't keep up slows
+ *    writers instead of letting the WAL grow without bound.
  */
 #include "config.h"
 

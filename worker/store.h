@@ -59,7 +59,7 @@ struct store_config {
     int shard_count;        /* node.storage_workers */
     int sync_full;          /* 1: synchronous=FULL (fsync each commit) */
     size_t checkpoint_bytes;/* WAL size that starts a checkpoint in the
-                             * background (0: 16 MiB) */
+                             * background (0: 2 MiB) */
 };
 
 /* One version of a key.  Pointers are not owned. */
