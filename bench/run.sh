@@ -11,7 +11,10 @@
 # median of each figure, since this machine is shared and noisy.  Around
 # each run it samples the CPU time of every cluster process (by role) and
 # afterwards the RSS of every node.  --writes N then sets N more keys and
-# samples RSS again (the memory bound after a million writes).
+# samples RSS again (the memory bound after a million writes).  Before the
+# cluster starts it times fdatasync in its directory and, if built beside
+# rzkvctl, the storage engine alone (bench/engine_bench): what this
+# machine's disk and CPU give, whatever rzkv does.
 #
 # Writes to OUT (default bench/out): results.md (tables, machine,
 # durability mode, ratios, RSS, the exact commands), results.json, the
@@ -247,6 +250,17 @@ print("%.3f" % (took[len(took) // 2] * 1e3))
 PROBE
 }
 FSYNC_MS=$(fsync_probe "$DIR")
+# The storage engine alone on this machine (bench/engine_bench, if built):
+# CPU a durable 1 KiB write, 15 a commit, 50,000 keys.  Like the fsync
+# probe, it tells a slow machine from a slow build.
+ENGINE=$(dirname "$RZKVCTL")/bench/engine_bench
+ENGINE_US=
+if [ -x "$ENGINE" ]; then
+    mkdir -p "$DIR/engine"
+    ENGINE_US=$("$ENGINE" -n 20000 -k 50000 "$DIR/engine" 2>/dev/null |
+                sed -n 's/.*CPU a write \([0-9.]*\) us.*/\1/p')
+    rm -rf "$DIR/engine"
+fi
 log "cluster in $DIR, results in $OUT"
 run "$RZKVCTL" start --local 3 --dir "$DIR" --base-port "$BASE_PORT" >&2
 DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
@@ -259,6 +273,7 @@ DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
     echo "memory_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "fdatasync_4k_ms=$FSYNC_MS"
+    echo "engine_write_us=${ENGINE_US:-?}"
     echo "durability=$DURABILITY"
     echo "replica_count=$(sed -n 's/^ *replica_count: *//p' "$DIR/cluster.yml")"
     echo "storage_workers=$(sed -n 's/^ *storage_workers: *//p' "$DIR/node-1.yml")"
@@ -431,7 +446,9 @@ md.append(f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['kernel']}, "
           f"{m['loadavg_start']} at the start, {m.get('loadavg_end', '?')} "
           "at the end (the machine is shared); a 4 KiB append and "
           f"fdatasync in the data directory took {m.get('fdatasync_4k_ms', '?')} "
-          "ms (median of 200, before the cluster started)")
+          "ms (median of 200, before the cluster started); the storage "
+          f"engine alone took {m.get('engine_write_us', '?')} us of CPU a "
+          "durable 1 KiB write (bench/engine_bench, 15 a commit)")
 md.append(f"- cluster: 3 local nodes, replica_count {m['replica_count']}, "
           f"{m['storage_workers']} storage and {m['coordinator_workers']} "
           f"coordinator workers a node, **durability {m['durability']}**, "
