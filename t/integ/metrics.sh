@@ -54,7 +54,7 @@ until_is() {
 export -f http scrape m msum health
 export T PROM
 
-plan 55
+plan 56
 
 # ---- the parser refuses what Prometheus would --------------------------------
 bad() {
@@ -168,6 +168,20 @@ is "clock epoch of shard 0 is at least 1, peers connected, workers up" \
     'rzkv_peer_connected{peer="3"}' | sed 's/^[1-9][0-9]* /E /') \
 $(s 1 rzkv_worker_up)" "E 1 1 3"
 ok "every scrape still parses" python3 "$PROM" check "$T/m1.txt"
+missing=$(python3 - "$RZKV_SRCDIR/etc/rzkv-alerts.yml" "$T/m1.txt" <<'EOF'
+import re, sys
+used = set(re.findall(r'\b(rzkv_[a-z_]+)', open(sys.argv[1]).read()))
+served = set()
+for line in open(sys.argv[2]):
+    m = re.match(r'# TYPE (\S+) (\S+)', line)
+    if m:
+        served.add(m.group(1))
+        if m.group(2) == 'histogram':
+            served.update(m.group(1) + x for x in ('_bucket', '_sum', '_count'))
+print(' '.join(sorted(used - served)) or 'none')
+EOF
+)
+is "etc/rzkv-alerts.yml names only series that are served" "$missing" none
 
 # ---- rzkvctl status ------------------------------------------------------------
 out=$("$RZKVCTL" status --local --dir "$D")
