@@ -114,6 +114,16 @@ while [ $# -gt 0 ]; do
        exit 64 ;;
     esac
 done
+# A fault name the schedule does not know would stop the run halfway.
+# ("slow" is how a delay is reported where the kernel lacks netem.)
+known_faults="kill-node kill-worker crash-storage pause power-loss partition isolate bridge loss delay"
+for f in ${faults//,/ }; do
+    case " $known_faults " in
+    *" $f "*) ;;
+    *) echo "run.sh: unknown fault '$f' (known: $known_faults)" >&2
+       exit 64 ;;
+    esac
+done
 [ -n "$seed" ] || seed=$(( $(od -An -N4 -tu4 /dev/urandom) % 1000000000 ))
 echo "# seed $seed"
 RANDOM=$seed
