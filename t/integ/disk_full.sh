@@ -86,15 +86,8 @@ out=$(ctl bench -a "$A" --no-progress --json --op set --value-size 1024 \
 is "  500 more writes all succeed" "$(echo "$out" | json "d['results']['OK']")" 500
 is "  with no worker restarted" "$(restarts 1) $(restarts 2) $(restarts 3)" \
     "0 0 0"
-checks=$(python3 - "$DISK" <<'EOF'
-import glob, sqlite3, sys
-for f in sorted(glob.glob(sys.argv[1] + '/node-*/shard-*.db')):
-    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
-    print(db.execute('PRAGMA quick_check').fetchone()[0])
-    db.close()
-EOF
-)
-is "every shard passes quick_check" "$(echo $checks)" "ok ok ok"
+is "every shard passes quick_check" \
+    "$(storage_sql 'PRAGMA quick_check' "$DISK"/node-* | xargs)" "ok ok ok"
 
 run ctl stop --local --dir "$D"
 done_testing

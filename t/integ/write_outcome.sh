@@ -66,14 +66,8 @@ kill -CONT "$storage"
 stopped_pid=
 
 stored() {
-    python3 - "$D/data/node-1" <<'EOF'
-import glob, sqlite3, sys
-for f in glob.glob(sys.argv[1] + '/shard-*.db'):
-    db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
-    for (v,) in db.execute("SELECT value FROM kv WHERE key = ?",
-                           (b'lost-or-not',)):
-        print(v.decode())
-EOF
+    storage_sql "SELECT value FROM kv WHERE key = CAST('lost-or-not' AS BLOB)" \
+        "$D/data/node-1"
 }
 ok "  once node 1's storage worker goes on, the value is stored there" \
     wait_until 10 eval '[ "$(stored)" = value ]'

@@ -2,10 +2,13 @@
 # directory is $D (node-N.yml, data/node-N/).  Needs python3.
 #
 #   . "$RZKV_SRCDIR/t/lib/local.sh"     (after tap.sh)
-#   node_metric N NAME           node N's value of an unlabelled series
-#   storage_tombstones DIR...    the key of every tombstone row in the
-#                                shard files under the data directories
-#                                DIR... (read as files, not through rzkvd)
+#   node_metric N NAME           node N's value of a series, by its name
+#                                as served (labels included, if any)
+#   storage_sql SQL DIR...       the first column of every row SQL gives
+#                                in each shard file under the data
+#                                directories DIR..., bytes as text (read
+#                                as files, not through rzkvd)
+#   storage_tombstones DIR...    the key of every tombstone row there
 
 node_metric() {
     local addr
@@ -19,14 +22,19 @@ for line in body.splitlines():
 EOF
 }
 
-storage_tombstones() {
+storage_sql() {
     python3 - "$@" <<'EOF'
 import glob, sqlite3, sys
-for d in sys.argv[1:]:
+for d in sys.argv[2:]:
     for f in sorted(glob.glob(d + '/shard-*.db')):
         db = sqlite3.connect('file:' + f + '?mode=ro', uri=True, timeout=10)
-        for (k,) in db.execute('SELECT key FROM kv WHERE tombstone = 1'):
-            print(k.decode())
+        for row in db.execute(sys.argv[1]):
+            v = row[0]
+            print(v.decode() if isinstance(v, bytes) else v)
         db.close()
 EOF
+}
+
+storage_tombstones() {
+    storage_sql 'SELECT key FROM kv WHERE tombstone = 1' "$@"
 }
