@@ -1893,8 +1893,8 @@ rzkv_info(rzkv_client *c, const rzkv_req *req, rzkv_cluster_info **info,
 
 static rzkv_status
 request_keys(rzkv_client *c, const void *start, size_t start_len,
-          unsigned limit, bool with_deleted, const rzkv_req *req,
-          rzkv_key_page **page, rzkv_error *err)
+             unsigned limit, bool with_deleted, const rzkv_req *req,
+             rzkv_key_page **page, rzkv_error *err)
 {
     Rzkv__Envelope env = RZKV__ENVELOPE__INIT;
     Rzkv__ListKeys lk = RZKV__LIST_KEYS__INIT;
