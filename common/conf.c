@@ -209,6 +209,8 @@ static const struct conf_key cluster_keys[] = {
       CF_LATE_BOUNDS | CF_DERIVED, NULL, NULL },
     { "timeout_ms", CT_INT, CLUSTER_FIELD(timeout_ms), NULL, 2000, 1, 600000,
       0, NULL, NULL },
+    { "max_clock_skew_ms", CT_INT, CLUSTER_FIELD(max_clock_skew_ms), NULL,
+      10000, 0, 600000, 0, NULL, NULL },
     { "nodes", CT_NODES, 0, NULL, 0, 0, 0, CF_REQUIRED, NULL, NULL },
 };
 static const struct conf_section cluster_section = {

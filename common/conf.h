@@ -67,6 +67,9 @@ struct cluster_conf {
     int read_quorum;            /* cluster.read_quorum (default majority) */
     int write_quorum;           /* cluster.write_quorum (default majority) */
     int timeout_ms;             /* cluster.timeout_ms (default 2000) */
+    int max_clock_skew_ms;      /* cluster.max_clock_skew_ms (default
+                                 * 10000): replica writes expire this long
+                                 * after their request's deadline */
     size_t node_count;
     struct cluster_node *nodes; /* in file order */
 };

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf.h"
 #include "wire.h"
@@ -139,6 +140,14 @@ wire_stamp_view(const Rzkv__Stamp *s)
         v.nonce = s->nonce;
     }
     return v;
+}
+
+uint64_t
+wire_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 struct clock

@@ -9,6 +9,7 @@
 #define RZKV_WIRE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <nng/nng.h>
 
@@ -38,6 +39,12 @@ int wire_pack_error(nng_msg *dst, Rzkv__Status status, const char *fmt, ...)
  * if it is not a valid address.
  */
 int wire_address_url(const char *addr, char *url, size_t urllen);
+
+/*
+ * The wall clock in milliseconds since 1970, as ReplicaSet.expires_ms
+ * counts it.  Never used to order versions: stamps do that.
+ */
+uint64_t wire_wall_ms(void);
 
 /* Views of protobuf stamps and clocks as the pure types of stamp.h. */
 struct stamp wire_stamp_view(const Rzkv__Stamp *s);

@@ -107,6 +107,10 @@
     "  # How long a request waits for its quorum, in milliseconds.\n" \
     "  timeout_ms: 2000\n" \
     "\n" \
+    "  # How far apart the nodes' clocks may be, in milliseconds: a replica\n" \
+    "  # refuses a write that arrives later than its deadline plus this.\n" \
+    "  max_clock_skew_ms: 10000\n" \
+    "\n" \
     "  # The members: ID: {remote_address: host:port}.\n" \
     "  nodes:\n"
 

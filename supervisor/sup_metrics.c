@@ -64,7 +64,8 @@
  *	           rzkv_storage_commit_duration_seconds (histogram),
  *	           rzkv_storage_commits_total, rzkv_storage_fsyncs_total,
  *	           rzkv_storage_checkpoints_total,
- *	           rzkv_storage_commit_failures_total, rzkv_storage_entries,
+ *	           rzkv_storage_commit_failures_total,
+ *	           rzkv_storage_writes_expired_total, rzkv_storage_entries,
  *	           rzkv_storage_bytes, rzkv_clock_epoch
  *	  api: cluster, node, health, unknown; op: get, set, del, info, batch,
  *	  list_keys, health, unknown; result: the rzkv.Status names.  Series
@@ -618,6 +619,10 @@ emit_storage_values(const struct sup *s, const struct snapshot *snap,
         { "rzkv_storage_commit_failures_total", "counter",
           "Write transactions that failed and were rolled back.",
           offsetof(struct metrics_storage, commit_failures) },
+        { "rzkv_storage_writes_expired_total", "counter",
+          "Replica writes refused because they arrived after they expired "
+          "(held up, or clocks apart; cluster.max_clock_skew_ms).",
+          offsetof(struct metrics_storage, writes_expired) },
         { "rzkv_storage_entries", "gauge",
           "Keys held by the shard, deleted ones (tombstones) included.",
           offsetof(struct metrics_storage, entries) },

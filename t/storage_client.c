@@ -2,7 +2,10 @@
  * storage_client.c - talk to one storage worker over its Node API, for the
  * integration tests (t/integ/storage.sh).  Not installed.
  *
- *   storage_client [-t MS] URL COMMAND [ARGS...]
+ *   storage_client [-t MS] [-e MS] URL COMMAND [ARGS...]
+ *
+ *   -e MS: set and del expire MS ms from now (ReplicaSet.expires_ms; a
+ *   negative MS has expired already); without it they never expire.
  *
  *   set KEY VALUE EPOCH COUNTER [WRITER [NONCE]]  "applied=0|1 clock=E.C"
  *   del KEY EPOCH COUNTER [WRITER [NONCE]]        same, writes a tombstone
@@ -51,11 +54,13 @@
 
 static nng_socket sock;
 static int timeout_ms = 5000;
+static long long expires_in_ms;     /* -e; 0: no expiry */
+static int expires_set;
 
 static _Noreturn void
 usage(void)
 {
-    fprintf(stderr, "usage: storage_client [-t MS] URL COMMAND [ARGS...] "
+    fprintf(stderr, "usage: storage_client [-t MS] [-e MS] URL COMMAND [ARGS...] "
             "(see the source)\n");
     exit(2);
 }
@@ -187,6 +192,8 @@ cmd_set(int argc, char **argv, int tombstone)
     if (!tombstone)
         entry.value = bytes_of(argv[1]);
     set.entry = &entry;
+    if (expires_set)
+        set.expires_ms = (uint64_t)((long long)wire_wall_ms() + expires_in_ms);
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &set;
     Rzkv__Reply *r = batch(ops, 1);
@@ -612,10 +619,13 @@ int
 main(int argc, char **argv)
 {
     int ch, rv;
-    while ((ch = getopt(argc, argv, "t:")) != -1) {
+    while ((ch = getopt(argc, argv, "t:e:")) != -1) {
         if (ch == 't')
             timeout_ms = atoi(optarg);
-        else
+        else if (ch == 'e') {
+            expires_in_ms = atoll(optarg);
+            expires_set = 1;
+        } else
             usage();
     }
     argc -= optind;

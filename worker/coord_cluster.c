@@ -50,6 +50,7 @@ struct cop {
     enum cop_phase phase;
     nng_time deadline;
     unsigned timeout_ms;
+    uint64_t expires_ms;        /* its ReplicaSets' (wall clock) */
     const uint8_t *key;
     size_t key_len;
     unsigned n;                 /* replicas */
@@ -291,6 +292,7 @@ pack_repair(struct cop *c)
     Rzkv__ReplicaSet rs = RZKV__REPLICA_SET__INIT;
     Rzkv__NodeOp op = RZKV__NODE_OP__INIT;
     rs.entry = c->best->entry;
+    rs.expires_ms = c->expires_ms;
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &rs;
     c->setbuf = pack_op(&op, &c->setlen);
@@ -470,6 +472,7 @@ value_start(struct cop *c)
     else
         e.value = c->env->cluster->set->value;
     rs.entry = &e;
+    rs.expires_ms = c->expires_ms;
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &rs;
     c->phase = PH_VALUE;
@@ -723,6 +726,8 @@ cop_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
     if (c->timeout_ms > COORD_MAX_TIMEOUT_MS)
         c->timeout_ms = COORD_MAX_TIMEOUT_MS;
     c->deadline = nng_clock() + c->timeout_ms;
+    c->expires_ms = wire_wall_ms() + c->timeout_ms +
+                    (uint64_t)t->conf->max_clock_skew_ms;
     coord.cluster_ops++;
     coord.cluster_waiting++;
     coord.pending_replies++;

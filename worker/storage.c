@@ -42,6 +42,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,6 +139,8 @@ struct storage {
     uint64_t max_value;
     struct store *store;
     struct store_stats counted; /* writer: commits, fsyncs in metrics */
+    time_t expired_second;      /* writer: rate limit of expiry lines */
+    unsigned expired_unlogged;
     int listen_fd;
     struct sctx ctxs[STORAGE_CONTEXTS];
     pthread_mutex_t free_lock;
@@ -655,11 +658,41 @@ handle_batch(struct sctx *c)
 
 /* ---- the writer thread: group commit ---------------------------------- */
 
+/*
+ * Refuse a write that reached this replica after it expired (writer
+ * thread).  Its coordinator gave up on it long ago; applied now, a write
+ * sent before a delete could land after anti-entropy purged the
+ * tombstone and bring the value back.  One log line a second at most.
+ */
+static void
+write_expired(struct storage *sw, struct op_out *o, uint64_t late_ms)
+{
+    time_t now = time(NULL);
+
+    o->kind = OP_ANSWERED;
+    o->res.status = RZKV__STATUS__UNAVAILABLE;
+    o->res.message = "write expired before this replica could apply it; "
+                     "not applied";
+    metrics_add(&metrics->u.storage.writes_expired, 1);
+    if (now == sw->expired_second) {
+        sw->expired_unlogged++;
+        return;
+    }
+    log_warnx("refused a write that arrived %" PRIu64 " ms after it "
+              "expired (and %u more since the last such line): it was held "
+              "up, by a stopped process or the network, or the nodes' "
+              "clocks are further apart than cluster.max_clock_skew_ms",
+              late_ms, sw->expired_unlogged);
+    sw->expired_second = now;
+    sw->expired_unlogged = 0;
+}
+
 /* Apply one batch's operations inside the open transaction. */
 static int
 group_apply(struct storage *sw, struct sctx *c, size_t *ops)
 {
     Rzkv__NodeBatch *b = c->env->node;
+    uint64_t now_ms = wire_wall_ms();
 
     for (size_t i = 0; i < c->nout; i++) {
         struct op_out *o = &c->out[i];
@@ -675,6 +708,10 @@ group_apply(struct storage *sw, struct sctx *c, size_t *ops)
         }
         case OP_SET: {
             const Rzkv__Entry *e = op->set->entry;
+            if (op->set->expires_ms != 0 && now_ms > op->set->expires_ms) {
+                write_expired(sw, o, now_ms - op->set->expires_ms);
+                continue;
+            }
             struct store_entry se = {
                 .key = e->key.data, .key_len = e->key.len,
                 .stamp = wire_stamp_view(e->stamp),

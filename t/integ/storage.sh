@@ -9,7 +9,7 @@ CLIENT="$RZKV_BUILDDIR/t/storage_client"
 [ -x "$CLIENT" ] || skip_all "t/storage_client is not built"
 [ -x "$RZKVD" ] || skip_all "rzkvd is not built"
 
-plan 39
+plan 43
 
 # Unusual directories: nested, a dot and a dash in the names.
 DATA="$T/da-ta/shards.d"
@@ -69,6 +69,13 @@ like "a clock near 2^64 is refused" "$($C clockset 18446744073709551615 0)" \
     "^INVALID clock out of range"
 like "a stamp near 2^64 is refused" "$($C set k2 v 1 4611686018427387904)" \
     "^INVALID stamp out of range"
+# A write that arrives after it expired is refused, not applied.
+like "an expired write is refused" "$($CLIENT -t 3000 -e -50 "$URL" set k3 late 1 30)" \
+    "^UNAVAILABLE write expired"
+is "  and not applied" "$($C get k3)" "absent"
+like "  and logged" "$(cat "$LOG")" "refused a write that arrived [0-9]+ ms after it expired"
+is "a write before its expiry applies" "$($CLIENT -t 3000 -e 5000 "$URL" del k3 1 31)" \
+    "applied=1 clock=1.31"
 
 # ---- kill -9 under load: every acknowledged write survives ---------------
 bg $CLIENT -t 2000 "$URL" load 100000 crash- 16 >"$T/acks"

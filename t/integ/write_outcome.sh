@@ -6,7 +6,8 @@
 # value with UNAVAILABLE, as a node whose storage worker is late does.
 # With node 1's storage worker stopped, the clocks still come from a
 # quorum and the value goes out; no replica acknowledges it.  The answer
-# must be UNKNOWN, and the value is indeed stored once the worker goes on.
+# must be UNKNOWN, and the value is indeed stored once the worker goes on,
+# unless it was held up past its expiry (cluster.max_clock_skew_ms).
 # Ports: 3 in 18830-18859 (metrics 19830-19859).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/local.sh"
@@ -75,6 +76,27 @@ ok "  once node 1's storage worker goes on, the value is stored there" \
 run ctl -a ":$P" -t 1500 set after value
 is "with node 1's storage answering, the write still fails (no quorum)" \
     "$rc" 4
+
+# An UNKNOWN write may land only until it expires: its request's deadline
+# plus cluster.max_clock_skew_ms.  With an allowance of 1 s, a write held
+# up for 4 s in a stopped storage worker is refused when it gets there.
+sed -i 's/^  max_clock_skew_ms: .*/  max_clock_skew_ms: 1000/' "$D/cluster.yml"
+run ctl reload "$D/node-1.yml" "$D/cluster.yml"
+is "node 1 reloads cluster.yml with max_clock_skew_ms 1000" "$rc" 0
+expired() { node_metric 1 'rzkv_storage_writes_expired_total{shard="0"}'; }
+kill -STOP "$storage" && stopped_pid=$storage
+run ctl -a ":$P" -t 500 set held-up value
+is "a write no replica acknowledged in 500 ms: UNKNOWN" "$rc" 4
+sleep 4
+kill -CONT "$storage"
+stopped_pid=
+ok "  it reached node 1's storage worker after it expired: refused" \
+    wait_until 10 eval '[ "$(expired)" -ge 1 ]'
+is "  and not stored" "$(storage_sql \
+    "SELECT count(*) FROM kv WHERE key = CAST('held-up' AS BLOB)" \
+    "$D/data/node-1")" 0
+like "  and logged" "$(cat "$D/log/node-1.log")" \
+    "refused a write that arrived [0-9]+ ms after it expired"
 
 kill "$fake" && wait "$fake" 2>/dev/null
 run ctl stop --local --dir "$D"

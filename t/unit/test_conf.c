@@ -246,7 +246,7 @@ test_unknown_key(void **state)
     cluster_err("cluster:\n  replicas: 3\n" NODES3,
                 "c.yml:2:3: cluster.replicas: unknown key, expected one of "
                 "seed, replica_count, read_quorum, write_quorum, timeout_ms, "
-                "nodes");
+                "max_clock_skew_ms, nodes");
     cluster_err("cluster:\n  replica_count: 1\n  nodes:\n"
                 "    1: {remote_address: \":8001\", port: 2}\n",
                 "c.yml:4:34: cluster.nodes.1.port: unknown key, expected one "
@@ -255,7 +255,7 @@ test_unknown_key(void **state)
     cluster_err("cluster:\n  \"re\\nplica\": 3\n",
                 "c.yml:2:3: cluster.re\\x0aplica: unknown key, expected one "
                 "of seed, replica_count, read_quorum, write_quorum, "
-                "timeout_ms, nodes");
+                "timeout_ms, max_clock_skew_ms, nodes");
     node_err("node:\n  id: 1\n  local_address: :8001\n  log:\n"
              "    lvl: debug\n",
              "n.yml:5:5: node.log.lvl: unknown key, expected one of file, "
@@ -332,6 +332,10 @@ test_integer_bounds(void **state)
     cluster_err("cluster:\n  replica_count: 3\n  timeout_ms: 0\n" NODES3,
                 "c.yml:3:15: cluster.timeout_ms: expected an integer in "
                 "1..600000, got \"0\"");
+    cluster_err("cluster:\n  replica_count: 3\n  max_clock_skew_ms: -1\n"
+                NODES3,
+                "c.yml:3:22: cluster.max_clock_skew_ms: expected an integer "
+                "in 0..600000, got \"-1\"");
     cluster_err("cluster:\n  replica_count: 3\n  timeout_ms: 010\n" NODES3,
                 "c.yml:3:15: cluster.timeout_ms: expected an integer in "
                 "1..600000, got \"010\" (YAML 1.1 reads a leading 0 as "
@@ -651,6 +655,7 @@ test_int_node_ids_and_order(void **state)
     assert_string_equal(cc->nodes[0].remote_address, "127.0.0.1:8010");
     assert_string_equal(cc->nodes[3].remote_address, ":8007");
     assert_int_equal(cc->timeout_ms, 2000);
+    assert_int_equal(cc->max_clock_skew_ms, 10000);
     assert_int_equal(conf_cluster_find(cc, "2"), 1);
     assert_int_equal(conf_cluster_find(cc, "7"), -1);
     assert_int_equal(conf_cluster_find(cc, "007"), 3);
