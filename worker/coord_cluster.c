@@ -124,8 +124,19 @@ cop_answer_error(struct cop *c, Rzkv__Status status, const char *text)
  * answered: a peer's storage worker can be late (its UNAVAILABLE), a
  * message can be lost after delivery.  So once any value request left,
  * the outcome is UNKNOWN, never UNAVAILABLE, which a client may retry
- * elsewhere.
+ * elsewhere, unless every replica it reached refused it for good (a
+ * storage worker's own answer: expired, invalid, or rolled back with
+ * nothing written, as on a full disk).
  */
+/* Tell the value round which replicas its value left for. */
+static void
+value_mark_sent(struct cop *c)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->dop[c->n + i].sent)
+            quorum_sent(&c->qv, i);
+}
+
 static void
 cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,
                    int timed_out)
@@ -133,9 +144,7 @@ cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,
     char why[400], text[512];
 
     if (value_phase)
-        for (unsigned i = 0; i < c->n; i++)
-            if (c->dop[c->n + i].sent)
-                quorum_sent(q, i);
+        value_mark_sent(c);
     int status = quorum_failure_status(q, value_phase);
 
     metrics_add(&metrics->u.coord.quorum_failures[c->kind], 1);
@@ -425,10 +434,14 @@ value_done(struct dest_op *op, const uint8_t *rec, size_t len,
 
     if (res != NULL && res->status == RZKV__STATUS__OK)
         quorum_ack(&c->qv, i);
-    else {
-        if (res != NULL)
-            snprintf(why, sizeof(why), "%s: %s",
-                     wire_status_str(res->status), res->message);
+    else if (res != NULL) {
+        snprintf(why, sizeof(why), "%s: %s",
+                 wire_status_str(res->status), res->message);
+        if (res->refused)
+            quorum_refuse(&c->qv, i, why);
+        else
+            quorum_fail(&c->qv, i, why);
+    } else {
         quorum_fail(&c->qv, i, why);
     }
     if (res != NULL)
@@ -526,6 +539,12 @@ write_progress(struct cop *c)
         write_answer(c);
         break;
     case QUORUM_IMPOSSIBLE:
+        /* If the replicas that failed all refused the value for good,
+         * the rest may too: then the answer is UNAVAILABLE, not UNKNOWN
+         * (a full disk everywhere).  Wait for them, up to the deadline. */
+        value_mark_sent(c);
+        if (quorum_refusals_may_settle(&c->qv))
+            break;
         cop_answer_failure(c, &c->qv, 1, 0);
         break;
     default:

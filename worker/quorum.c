@@ -85,6 +85,15 @@ quorum_fail(struct quorum *q, unsigned i, const char *why)
     return 1;
 }
 
+int
+quorum_refuse(struct quorum *q, unsigned i, const char *why)
+{
+    if (!quorum_fail(q, i, why))
+        return 0;
+    q->refused[i] = 1;
+    return 1;
+}
+
 void
 quorum_expire(struct quorum *q, const char *why)
 {
@@ -211,9 +220,23 @@ quorum_failure_status(const struct quorum *q, int value_phase)
 {
     if (value_phase)
         for (unsigned i = 0; i < q->n; i++)
-            if (q->sent[i])
+            if (q->sent[i] && !q->refused[i])
                 return 3;       /* rzkv.Status UNKNOWN */
     return 2;                   /* rzkv.Status UNAVAILABLE */
+}
+
+int
+quorum_refusals_may_settle(const struct quorum *q)
+{
+    unsigned pending = 0;
+
+    for (unsigned i = 0; i < q->n; i++) {
+        if (q->rep[i] == QREP_PENDING)
+            pending++;
+        else if (q->rep[i] != QREP_FAILED || (q->sent[i] && !q->refused[i]))
+            return 0;
+    }
+    return pending > 0;
 }
 
 int

@@ -73,6 +73,8 @@ struct quorum {
     int winner_index;           /* replica whose answer is the winner */
     uint8_t rep[QUORUM_MAX_REPLICAS];
     uint8_t sent[QUORUM_MAX_REPLICAS];      /* request left this node */
+    uint8_t refused[QUORUM_MAX_REPLICAS];   /* and the replica says it
+                                             * never applied it */
     char why[QUORUM_MAX_REPLICAS][48];      /* why it failed: a short
                                              * phrase ("timeout") */
 };
@@ -94,6 +96,12 @@ void quorum_sent(struct quorum *q, unsigned i);
 int quorum_ack(struct quorum *q, unsigned i);
 /* Replica i failed; why is copied (truncated). Returns 1 if it counted. */
 int quorum_fail(struct quorum *q, unsigned i, const char *why);
+/*
+ * Replica i failed and said it did not apply the write and never will
+ * (NodeResult.refused): as quorum_fail(), and the write does not count as
+ * sent there for quorum_failure_status().
+ */
+int quorum_refuse(struct quorum *q, unsigned i, const char *why);
 /* Every PENDING or REPAIRING replica fails with why ("timeout"). */
 void quorum_expire(struct quorum *q, const char *why);
 
@@ -129,10 +137,20 @@ enum quorum_state quorum_read_state(const struct quorum *q);
 /*
  * The status a failed round reports: a read or a write's clock phase
  * failed before anything was written -> UNAVAILABLE (2); a write whose
- * value was sent to at least one replica -> UNKNOWN (3): it may still
- * take effect and must never be reported as failed.
+ * value was sent to at least one replica that did not refuse it ->
+ * UNKNOWN (3): it may still take effect and must never be reported as
+ * failed.  A write every replica it reached refused -> UNAVAILABLE.
  */
 int quorum_failure_status(const struct quorum *q, int value_phase);
+
+/*
+ * A write round that can no longer meet its quorum: could waiting for the
+ * replicas still pending turn its UNKNOWN into UNAVAILABLE?  Yes while no
+ * replica acknowledged the write and every one it reached that failed
+ * refused it (quorum_refuse); the caller then waits for the others, up to
+ * its deadline.
+ */
+int quorum_refusals_may_settle(const struct quorum *q);
 
 /*
  * "2 of 3 replicas needed; failed: node 2 (not connected), node 3

@@ -115,6 +115,14 @@ struct op_out {
 struct storage;
 
 /* One request in flight, from receive to reply. */
+/* How a group's transaction ended. */
+enum group_outcome {
+    GROUP_COMMITTED = 0,
+    GROUP_FAILED,               /* rolled back: nothing of it was written */
+    GROUP_IN_DOUBT,             /* COMMIT failed after it may have written
+                                 * its commit record (store_commit) */
+};
+
 struct sctx {
     struct storage *sw;
     struct sp_conn *conn;       /* the requester's connection */
@@ -128,7 +136,7 @@ struct sctx {
     size_t nout;
     size_t out_cap;
     struct sctx *next;          /* writer queue, reply queue, or free */
-    int committed;              /* the group's transaction committed */
+    enum group_outcome outcome; /* of the group's transaction */
     struct clock clock;         /* the clock after it */
     uint64_t start_ns;          /* received at, for metrics.h */
 };
@@ -345,6 +353,7 @@ op_refuse(struct storage *sw, struct op_out *o, size_t i, Rzkv__Status st,
     o->kind = OP_ANSWERED;
     o->res.status = st;
     o->res.message = (char *)text;
+    o->res.refused = 1;
     bad_request(sw, "node.batch op %zu: %s: %s", i, wire_status_str(st),
                 text);
 }
@@ -670,6 +679,7 @@ write_expired(struct storage *sw, struct op_out *o, uint64_t late_ms)
     time_t now = time(NULL);
 
     o->kind = OP_ANSWERED;
+    o->res.refused = 1;
     o->res.status = RZKV__STATUS__UNAVAILABLE;
     o->res.message = "write expired before this replica could apply it; "
                      "not applied";
@@ -747,19 +757,30 @@ group_apply(struct storage *sw, struct sctx *c, size_t *ops)
     return 0;
 }
 
-/* After the commit (or its failure): complete the results and reply. */
+/*
+ * After the commit (or its failure): complete the results and reply.  A
+ * failed group's writes are marked refused (never to be applied) only if
+ * nothing of the transaction was written; the coordinator may then tell
+ * its client so rather than UNKNOWN.
+ */
 static void
-group_reply(struct sctx *c, int ok, struct clock now)
+group_reply(struct sctx *c, enum group_outcome outcome, struct clock now)
 {
     for (size_t i = 0; i < c->nout; i++) {
         struct op_out *o = &c->out[i];
         if (o->kind == OP_ANSWERED)
             continue;
-        if (!ok) {
+        if (outcome != GROUP_COMMITTED) {
             store_item_free(&o->item);
             o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
             o->res.status = RZKV__STATUS__INTERNAL;
-            o->res.message = "storage write failed; nothing applied";
+            if (outcome == GROUP_FAILED) {
+                o->res.message = "storage write failed; nothing applied";
+                o->res.refused = 1;
+            } else {
+                o->res.message = "storage write failed at commit; it may "
+                                 "still take effect";
+            }
             continue;
         }
         if (o->kind != OP_GET) {
@@ -815,25 +836,33 @@ group_commit(struct storage *sw, struct sctx *list)
 {
     size_t ops = 0;
     uint64_t commit_ns = 0;
+    enum group_outcome outcome = GROUP_COMMITTED;
     int ok = store_begin(sw->store) == 0;
 
     for (struct sctx *c = list; ok && c != NULL; c = c->next)
         ok = group_apply(sw, c, &ops) == 0;
     if (ok) {
         uint64_t t0 = metrics_now_ns();
-        ok = store_commit(sw->store, ops) == 0;
+        int rc = store_commit(sw->store, ops);
         commit_ns = metrics_now_ns() - t0;
+        if (rc != 0)
+            outcome = rc == STORE_IN_DOUBT ? GROUP_IN_DOUBT : GROUP_FAILED;
     } else {
         store_rollback(sw->store);
+        outcome = GROUP_FAILED;
     }
-    if (!ok)
+    if (outcome == GROUP_FAILED)
         log_warnx("write transaction failed, %zu operations refused: %s",
                   ops, store_errmsg(sw->store));
-    commit_metrics(sw, ok, ops, commit_ns);
+    else if (outcome == GROUP_IN_DOUBT)
+        log_warnx("write transaction failed at commit, %zu operations in "
+                  "doubt (they may reappear after a restart): %s", ops,
+                  store_errmsg(sw->store));
+    commit_metrics(sw, outcome == GROUP_COMMITTED, ops, commit_ns);
 
     struct clock now = store_clock(sw->store);
     for (struct sctx *c = list; c != NULL; c = c->next) {
-        c->committed = ok;
+        c->outcome = outcome;
         c->clock = now;
     }
     replier_enqueue(sw, list);
@@ -875,7 +904,7 @@ replier_main(void *arg)
             return NULL;        /* quit, and every reply sent */
         for (struct sctx *c = list, *next; c != NULL; c = next) {
             next = c->next;
-            group_reply(c, c->committed, c->clock);
+            group_reply(c, c->outcome, c->clock);
         }
     }
 }

@@ -1000,8 +1000,12 @@ store_commit(struct store *s, size_t ops)
     rc = sqlite3_step(s->w_commit);
     sqlite3_reset(s->w_commit);
     if (rc != SQLITE_DONE) {
+        /* The WAL's frames are written in order, the commit record last
+         * (and with powersafe overwrite, the default, nothing after it):
+         * a full disk stops them before it.  An fsync that failed did not. */
+        int full = (rc & 0xff) == SQLITE_FULL;
         store_rollback(s);
-        return -1;
+        return full ? -1 : STORE_IN_DOUBT;
     }
     pthread_mutex_lock(&s->lock);
     s->clock = s->pending;

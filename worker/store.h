@@ -132,8 +132,13 @@ int store_get_tx(struct store *s, const void *key, size_t len,
 /*
  * Record the pending clock if its epoch rose, and COMMIT (fsynced in FULL
  * mode); ops is how many operations the transaction carried.  Only then
- * does the committed clock move.  0, or -1 after rolling back.
+ * does the committed clock move.  0; or, after rolling back, -1 when
+ * nothing of the transaction reached the log (it failed before COMMIT,
+ * or COMMIT found the disk full), or STORE_IN_DOUBT when COMMIT failed
+ * otherwise (an I/O error): its commit record may be in the log, and
+ * although readers never see it, recovery after a restart may.
  */
+#define STORE_IN_DOUBT (-2)
 int store_commit(struct store *s, size_t ops);
 void store_rollback(struct store *s);
 /* The last SQLite error of the writer connection. */

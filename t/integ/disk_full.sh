@@ -4,7 +4,9 @@
 # Writes must fail (never crash or restart a worker), the failures must be
 # logged and counted, values written before must still read back, and once
 # the disk has room again writes must succeed with no restart, on shards
-# that pass SQLite's quick_check.  Needs root (it mounts a tmpfs).
+# that pass SQLite's quick_check.  A write every replica refused with
+# nothing written is answered UNAVAILABLE, not UNKNOWN.  Needs root (it
+# mounts a tmpfs).
 # Ports: 3 in 18860-18889 (metrics 19860-19889).
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/tap.sh"
 . "${RZKV_SRCDIR:-$(dirname "$0")/../..}/t/lib/local.sh"
@@ -38,7 +40,7 @@ serving() {
         json "' '.join(n['health'] for n in d['nodes'])"
 }
 
-plan 14
+plan 16
 
 # The configurations come from a first start; the data moves to the tmpfs.
 ctl start --local 3 --dir "$D" --base-port "$P" >/dev/null 2>&1 &&
@@ -57,7 +59,7 @@ out=$(ctl bench -a "$A" --no-progress --json --op set --value-size 10240 \
     -c 16 -n 4000 --keys 4000 2>/dev/null)
 read -r okn failn < <(echo "$out" | json "d['results']['OK'], \
 sum(v for k, v in d['results'].items() if k != 'OK')")
-diag "filling: $okn writes OK, $failn failed"
+diag "filling: $okn writes OK, $failn failed: $(echo "$out" | json "d['results']")"
 ok "filling the disk: some writes succeed, then writes fail" \
     test "${okn:-0}" -gt 0 -a "${failn:-0}" -gt 0
 like "  the tmpfs is full" "$(df -P "$DISK" | awk 'NR == 2 {print $5}')" \
@@ -71,6 +73,28 @@ ok "  and count the failed commits" \
 is "  no worker crashed or restarted" \
     "$(restarts 1) $(restarts 2) $(restarts 3)" "0 0 0"
 is "  every node still serves" "$(serving)" "serving serving serving"
+
+# Writes on the full disks: each replica rolls back with nothing written
+# and says so, and the coordinator, hearing it from all three, answers
+# UNAVAILABLE (nothing applied anywhere), not UNKNOWN.  A write may be
+# UNKNOWN only if some replica still found room for it.
+big=$(head -c 10240 /dev/zero | tr '\0' x)
+held() {
+    storage_sql "SELECT count(*) FROM kv WHERE key = CAST('$1' AS BLOB)" \
+        "$D"/data/node-* | awk '{ n += $1 } END { print n + 0 }'
+}
+unavailable=0 wrong=
+for i in 1 2 3 4 5; do
+    run ctl -a ":$P" set "probe$i" "$big"
+    case $rc in
+    3) unavailable=$((unavailable + 1)) ;;
+    4) [ "$(held "probe$i")" -gt 0 ] || wrong="$wrong probe$i: $err" ;;
+    *) wrong="$wrong probe$i: rc $rc: $err" ;;
+    esac
+done
+is "writes on the full disks: UNAVAILABLE, or UNKNOWN where a replica stored them" \
+    "${wrong:-none}" none
+ok "  and some UNAVAILABLE ($unavailable of 5)" test "$unavailable" -ge 1
 run ctl -a ":$((P + 2))" get before
 is "a value written before the disk filled still reads back" \
     "$rc/$out" "0/value"

@@ -116,6 +116,66 @@ test_unavailable_or_unknown(void **state)
     quorum_fail(&q, 0, "not connected");
     quorum_fail(&q, 1, "not connected");
     assert_int_equal(quorum_failure_status(&q, 1), UNKNOWN);
+
+    /* Value phase: every replica it reached refused it for good (a full
+     * disk, expired), the third was never reached -> UNAVAILABLE, even
+     * as the caller marks the first two sent. */
+    quorum_init(&q, 3, 2);
+    quorum_sent(&q, 0);
+    quorum_sent(&q, 1);
+    assert_true(quorum_refuse(&q, 0, "INTERNAL: nothing applied"));
+    assert_true(quorum_refuse(&q, 1, "UNAVAILABLE: expired"));
+    quorum_fail(&q, 2, "not connected");
+    quorum_sent(&q, 0);         /* marking sent again changes nothing */
+    assert_int_equal(quorum_failure_status(&q, 1), UNAVAILABLE);
+
+    /* ... but one that failed without refusing keeps it in doubt. */
+    quorum_init(&q, 3, 2);
+    for (unsigned i = 0; i < 3; i++)
+        quorum_sent(&q, i);
+    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
+    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    quorum_expire(&q, "timeout");
+    assert_int_equal(quorum_failure_status(&q, 1), UNKNOWN);
+
+    /* Two refused, one pending: worth waiting for the third. */
+    quorum_init(&q, 3, 2);
+    for (unsigned i = 0; i < 3; i++)
+        quorum_sent(&q, i);
+    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
+    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    assert_int_equal(quorum_write_state(&q), QUORUM_IMPOSSIBLE);
+    assert_true(quorum_refusals_may_settle(&q));
+    quorum_refuse(&q, 2, "INTERNAL: nothing applied");
+    assert_false(quorum_refusals_may_settle(&q));     /* settled */
+    assert_int_equal(quorum_failure_status(&q, 1), UNAVAILABLE);
+    /* ... not if one failed without refusing, or one holds it. */
+    quorum_init(&q, 3, 2);
+    for (unsigned i = 0; i < 3; i++)
+        quorum_sent(&q, i);
+    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
+    quorum_fail(&q, 1, "UNAVAILABLE: storage worker late");
+    assert_false(quorum_refusals_may_settle(&q));
+    quorum_init(&q, 5, 4);
+    quorum_ack(&q, 0);
+    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    quorum_refuse(&q, 2, "INTERNAL: nothing applied");
+    assert_false(quorum_refusals_may_settle(&q));
+    /* A failure before the value left never stands in the way. */
+    quorum_init(&q, 3, 2);
+    quorum_sent(&q, 0);
+    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
+    quorum_fail(&q, 1, "not connected");
+    assert_true(quorum_refusals_may_settle(&q));
+
+    /* A refusal after the replica acknowledged does not count. */
+    quorum_init(&q, 3, 2);
+    quorum_sent(&q, 0);
+    quorum_ack(&q, 0);
+    assert_false(quorum_refuse(&q, 0, "late duplicate"));
+    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    quorum_refuse(&q, 2, "INTERNAL: nothing applied");
+    assert_int_equal(quorum_failure_status(&q, 1), UNKNOWN);
     quorum_free(&q);
 }
 
