@@ -48,15 +48,15 @@
 #      the replicas to agree again, and checks the history:
 #      linearizable per key, no acknowledged write lost, no deleted key
 #      resurrected.  Anti-entropy purges tombstones every replica has held
-#      for --purge-delay ms (default 30000; 0: never; not in --net none),
+#      for --purge-delay ms (default 5000; 0: never; not in --net none),
 #      during the run and the checks, so "no deleted key resurrected"
-#      covers purging too.  The delay outlasts any fault's hold (2-5 s)
-#      plus TCP's retransmission backoff after it (a segment first sent
-#      as a 5 s cut began is resent ~12.6 s later): a write held up longer
-#      than the delay may bring a purged key back, as rzkv(7) says, and
-#      the check then reports it (seen once with --purge-delay 3000,
-#      before writes that had left were no longer answered UNAVAILABLE
-#      and retried elsewhere; not in 5 runs with 3000 since).
+#      covers purging too.  Replica writes expire 250 ms after their
+#      request's 1 s timeout (cluster.max_clock_skew_ms 250: one clock),
+#      so a write held up by a fault (a pause, TCP resending after a cut)
+#      is refused when it arrives, and any delay above 1.25 s is safe; a
+#      key brought back by a write that landed after its tombstone was
+#      purged is reported.  (Before writes expired, it was seen once with
+#      --purge-delay 2000.)
 #      With --consistency one --expect-anomalies it checks the opposite:
 #      weak operations under partitions must be caught
 #      (t/fault/fault_detects.sh, the suite's test of itself).
@@ -92,7 +92,10 @@ durability=full
 expect_lost=0
 all_readback=1
 ae_interval=1000
-purge_delay=30000
+purge_delay=5000
+# Every node runs on this machine's one clock: replica writes expire
+# 250 ms after their request's 1 s deadline (cluster.max_clock_skew_ms).
+max_skew=250
 while [ $# -gt 0 ]; do
     case $1 in
     --seed) seed=$2; shift 2 ;;
@@ -217,6 +220,7 @@ EOF
             echo "  seed: 0"
             echo "  replica_count: $replicas"
             echo "  timeout_ms: 1000"
+            echo "  max_clock_skew_ms: $max_skew"
             echo "  nodes:"
             for j in $(seq 1 "$nodes"); do
                 echo "    \"$j\":"
@@ -709,6 +713,10 @@ purged=$(cat "$T"/c/log/node-*.log 2>/dev/null |
          sed -n 's/.* \([0-9][0-9]*\) tombstones purged.*/\1/p' |
          awk '{n += $1} END {print n + 0}')
 diag "figures: tombstones purged by anti-entropy $purged (after ${purge_delay}ms)"
+expired=$(cat "$T"/c/log/node-*.log 2>/dev/null |
+          sed -n 's/.*refused a write that arrived .* (and \([0-9][0-9]*\) more.*/\1/p' |
+          awk '{n += $1 + 1} END {print n + 0}')
+diag "figures: replica writes refused as expired $expired"
 if [ -n "$summary" ]; then
     printf '{"seed": %s, "mode": "%s", "nodes": %s, "duration": %s, "ops": %s, "faults": {%s}, "anomalies": %s, "lost": %s, "resurrected": %s, "converge_ms": %s}\n' \
         "$seed" "$net" "$nodes" "$duration" "$(field ops)" \
