@@ -118,6 +118,15 @@ cop_answer_error(struct cop *c, Rzkv__Status status, const char *text)
     cop_answer(c);
 }
 
+/* Tell the value round which replicas its value left for. */
+static void
+value_mark_sent(struct cop *c)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->dop[c->n + i].sent)
+            quorum_sent(&c->qv, i);
+}
+
 /*
  * UNAVAILABLE or UNKNOWN, naming the replicas that failed and why.  A
  * value that left this node may still be stored however its replica
@@ -128,14 +137,6 @@ cop_answer_error(struct cop *c, Rzkv__Status status, const char *text)
  * storage worker's own answer: expired, invalid, or rolled back with
  * nothing written, as on a full disk).
  */
-/* Tell the value round which replicas its value left for. */
-static void
-value_mark_sent(struct cop *c)
-{
-    for (unsigned i = 0; i < c->n; i++)
-        if (c->dop[c->n + i].sent)
-            quorum_sent(&c->qv, i);
-}
 
 static void
 cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,

@@ -114,7 +114,6 @@ struct op_out {
 
 struct storage;
 
-/* One request in flight, from receive to reply. */
 /* How a group's transaction ended. */
 enum group_outcome {
     GROUP_COMMITTED = 0,
@@ -123,6 +122,7 @@ enum group_outcome {
                                  * its commit record (store_commit) */
 };
 
+/* One request in flight, from receive to reply. */
 struct sctx {
     struct storage *sw;
     struct sp_conn *conn;       /* the requester's connection */
