@@ -32,7 +32,8 @@
  *       Also when the supervisor's channel reaches EOF: the worker exits at
  *       once (every acknowledged write is already durable).
  *   1   environment failure (memory, sockets, another live worker on the
- *       socket): the supervisor restarts it with backoff.
+ *       socket, a COMMIT that failed in doubt, as on a failed fsync):
+ *       the supervisor restarts it with backoff.
  *   78  RZKV_EXIT_CONFIG, do not restart: the data or run directory or the
  *       database can't be created or opened, the database is corrupt
  *       (PRAGMA quick_check), is not an rzkv shard, has another format
@@ -114,12 +115,11 @@ struct op_out {
 
 struct storage;
 
-/* How a group's transaction ended. */
+/* How a group's transaction ended.  (A COMMIT that failed in doubt
+ * ends the process: commit_in_doubt.) */
 enum group_outcome {
     GROUP_COMMITTED = 0,
     GROUP_FAILED,               /* rolled back: nothing of it was written */
-    GROUP_IN_DOUBT,             /* COMMIT failed after it may have written
-                                 * its commit record (store_commit) */
 };
 
 /* One request in flight, from receive to reply. */
@@ -759,9 +759,9 @@ group_apply(struct storage *sw, struct sctx *c, size_t *ops)
 
 /*
  * After the commit (or its failure): complete the results and reply.  A
- * failed group's writes are marked refused (never to be applied) only if
- * nothing of the transaction was written; the coordinator may then tell
- * its client so rather than UNKNOWN.
+ * failed group wrote nothing: its writes are marked refused (never to be
+ * applied), and the coordinator may tell its client so rather than
+ * UNKNOWN.
  */
 static void
 group_reply(struct sctx *c, enum group_outcome outcome, struct clock now)
@@ -774,13 +774,8 @@ group_reply(struct sctx *c, enum group_outcome outcome, struct clock now)
             store_item_free(&o->item);
             o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
             o->res.status = RZKV__STATUS__INTERNAL;
-            if (outcome == GROUP_FAILED) {
-                o->res.message = "storage write failed; nothing applied";
-                o->res.refused = 1;
-            } else {
-                o->res.message = "storage write failed at commit; it may "
-                                 "still take effect";
-            }
+            o->res.message = "storage write failed; nothing applied";
+            o->res.refused = 1;
             continue;
         }
         if (o->kind != OP_GET) {
@@ -831,6 +826,25 @@ commit_metrics(struct storage *sw, int ok, size_t ops, uint64_t commit_ns)
     sw->counted = st;
 }
 
+/*
+ * COMMIT failed after it may have written its commit record: an I/O
+ * error, most likely its fsync.  The transaction may or may not be on
+ * disk, and after a failed fsync the kernel may have dropped the pages
+ * it could not write, so what this process believes of the file can no
+ * longer be trusted.  Exit at once, answering nothing: the supervisor
+ * restarts the worker, whose recovery reads what is really on disk, and
+ * the coordinators see these writes time out, UNKNOWN.  (PostgreSQL
+ * makes the same choice for a failed fsync.)
+ */
+static _Noreturn void
+commit_in_doubt(struct storage *sw, size_t ops)
+{
+    log_error("COMMIT of %zu operations failed in doubt (%s): exiting so "
+              "that a restart recovers the shard from disk", ops,
+              store_errmsg(sw->store));
+    _exit(RZKV_EXIT_FATAL);
+}
+
 static void
 group_commit(struct storage *sw, struct sctx *list)
 {
@@ -845,8 +859,10 @@ group_commit(struct storage *sw, struct sctx *list)
         uint64_t t0 = metrics_now_ns();
         int rc = store_commit(sw->store, ops);
         commit_ns = metrics_now_ns() - t0;
+        if (rc == STORE_IN_DOUBT)
+            commit_in_doubt(sw, ops);
         if (rc != 0)
-            outcome = rc == STORE_IN_DOUBT ? GROUP_IN_DOUBT : GROUP_FAILED;
+            outcome = GROUP_FAILED;
     } else {
         store_rollback(sw->store);
         outcome = GROUP_FAILED;
@@ -854,10 +870,6 @@ group_commit(struct storage *sw, struct sctx *list)
     if (outcome == GROUP_FAILED)
         log_warnx("write transaction failed, %zu operations refused: %s",
                   ops, store_errmsg(sw->store));
-    else if (outcome == GROUP_IN_DOUBT)
-        log_warnx("write transaction failed at commit, %zu operations in "
-                  "doubt (they may reappear after a restart): %s", ops,
-                  store_errmsg(sw->store));
     commit_metrics(sw, outcome == GROUP_COMMITTED, ops, commit_ns);
 
     struct clock now = store_clock(sw->store);

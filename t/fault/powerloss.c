@@ -20,6 +20,10 @@
  * Watched files: paths under $RZKV_POWERLOSS_DIR ending in ".db" or
  * ".db-wal".  Nothing else is touched, so the shim may be preloaded into
  * every process of a node (rzkvd and its workers).
+ *
+ * A failing disk: while the file $RZKV_POWERLOSS_FAIL_SYNC exists, fsync
+ * and fdatasync of a watched file fail with EIO and make nothing durable
+ * (t/integ/sync_failure.sh).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -215,9 +219,26 @@ synced(int fd)
     pthread_mutex_unlock(&lock);
 }
 
+/* Should this sync fail, as a failing disk's would? */
+static int
+sync_fails(int fd)
+{
+    const char *trigger = getenv("RZKV_POWERLOSS_FAIL_SYNC");
+    if (trigger == NULL || trigger[0] == '\0' || access(trigger, F_OK) != 0)
+        return 0;
+    pthread_mutex_lock(&lock);
+    int w = watch(fd);
+    pthread_mutex_unlock(&lock);
+    if (w)
+        errno = EIO;
+    return w;
+}
+
 int
 fsync(int fd)
 {
+    if (sync_fails(fd))
+        return -1;
     int r = real_fsync(fd);
     if (r == 0)
         synced(fd);
@@ -227,6 +248,8 @@ fsync(int fd)
 int
 fdatasync(int fd)
 {
+    if (sync_fails(fd))
+        return -1;
     int r = real_fdatasync(fd);
     if (r == 0)
         synced(fd);
