@@ -108,6 +108,17 @@ standalone_wait(void)
     return WORKER_CMD_STOP;
 }
 
+int
+worker_stop_pending(void)
+{
+    sigset_t pending;
+
+    if (!chan_standalone || sigpending(&pending) != 0)
+        return 0;
+    return sigismember(&pending, SIGTERM) == 1 ||
+           sigismember(&pending, SIGINT) == 1;
+}
+
 enum worker_cmd
 worker_wait_command(void)
 {

@@ -77,6 +77,7 @@
 #define STORAGE_LIST_BYTES      (4u << 20)  /* key bytes per page */
 #define STORAGE_STOP_WAIT_S     10
 #define STORAGE_BAD_LOG_PER_S   10
+#define STORAGE_OPEN_RETRY_LOG_S 30         /* a line per 30 s of retrying */
 #define STORAGE_OUT_CACHE       64          /* ops whose results a context
                                              * keeps allocated for reuse */
 #define STORAGE_REPLY_SLACK     4096        /* Reply framing around results */
@@ -1190,9 +1191,29 @@ storage_open_db(struct storage *sw, const struct node_conf *node)
         .shard_count = node->storage_workers,
         .sync_full = node->durability == DURABILITY_FULL,
     };
-    enum store_status st = store_open(&cfg, &sw->store, err, sizeof(err));
+    /*
+     * A full or failing disk (or a locked file) may pass: wait for it
+     * here, not serving, rather than exit and have the supervisor give
+     * up on a worker that died ten times in a minute.  Anything else
+     * needs an operator: exit 78, not restarted.
+     */
+    enum store_status st;
+    unsigned waited_s = 0;
+    while ((st = store_open(&cfg, &sw->store, err, sizeof(err))) ==
+           STORE_E_ENV) {
+        if (waited_s % STORAGE_OPEN_RETRY_LOG_S == 0)
+            log_warnx("%s; trying again every second", err);
+        if (worker_stop_pending()) {
+            log_info("stopped while waiting for the database");
+            exit(RZKV_EXIT_OK);
+        }
+        sleep(1);
+        waited_s++;
+    }
     if (st != STORE_OK)
         fatalx_config("%s", err);
+    if (waited_s)
+        log_notice("%s: opened after %u s of trying", path, waited_s);
     struct store_stats stats;
     store_stats(sw->store, &stats);
     if (stats.upgraded_from)

@@ -162,6 +162,7 @@ store_status_str(enum store_status st)
     case STORE_E_SHARD: return "belongs to another shard";
     case STORE_E_WORKERS: return "wrong storage worker count";
     case STORE_E_SQL: return "SQLite error";
+    case STORE_E_ENV: return "disk full, failing, or busy";
     }
     return "?";
 }
@@ -192,6 +193,8 @@ open_status(int rc)
     case SQLITE_CORRUPT: return STORE_E_CORRUPT;
     case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_READONLY:
         return STORE_E_OPEN;
+    case SQLITE_FULL: case SQLITE_IOERR: case SQLITE_NOMEM: case SQLITE_BUSY:
+        return STORE_E_ENV;
     default: return STORE_E_SQL;
     }
 }

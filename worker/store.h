@@ -41,7 +41,10 @@
 #define STORE_PAGE_SIZE         4096        /* set when the file is made */
 #define STORE_APPLICATION_ID    0x727a6b76  /* "rzkv" in PRAGMA application_id */
 
-/* Why store_open refused a database.  Every one means: don't restart. */
+/*
+ * Why store_open refused a database.  All but STORE_E_ENV mean: don't
+ * restart, an operator must act; STORE_E_ENV may pass by itself.
+ */
 enum store_status {
     STORE_OK = 0,
     STORE_E_OPEN,           /* can't create or open the file */
@@ -51,6 +54,8 @@ enum store_status {
     STORE_E_SHARD,          /* belongs to another shard index */
     STORE_E_WORKERS,        /* written with another storage worker count */
     STORE_E_SQL,            /* any other SQLite failure while opening */
+    STORE_E_ENV,            /* the disk is full or fails, memory ran out,
+                             * or the file is locked: try again later */
 };
 
 struct store_config {

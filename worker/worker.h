@@ -63,5 +63,11 @@ int worker_is_standalone(void);
 void worker_ready(void);
 /* Block until the next command (standalone: until SIGTERM/SIGINT -> STOP). */
 enum worker_cmd worker_wait_command(void);
+/*
+ * Standalone: has SIGTERM or SIGINT come (blocked, so not yet handled)?
+ * For loops before worker_ready(); a supervised worker is stopped by the
+ * supervisor's SIGTERM then, which is not blocked.
+ */
+int worker_stop_pending(void);
 
 #endif

@@ -40,7 +40,7 @@ serving() {
         json "' '.join(n['health'] for n in d['nodes'])"
 }
 
-plan 16
+plan 19
 
 # The configurations come from a first start; the data moves to the tmpfs.
 ctl start --local 3 --dir "$D" --base-port "$P" >/dev/null 2>&1 &&
@@ -99,8 +99,23 @@ run ctl -a ":$((P + 2))" get before
 is "a value written before the disk filled still reads back" \
     "$rc/$out" "0/value"
 
-# The operator makes room: the same nodes take writes again, unrestarted.
+# A storage worker that dies while the disk is full: restarted, it cannot
+# open its shard (a start commits a new clock epoch) and waits for room,
+# rather than exit until the supervisor gives up on it.
+storage1=$(ctl status --json --local --dir "$D" | json "' '.join(
+    str(w['pid']) for n in d['nodes'] if n['id'] == '1'
+    for w in n['workers'] if w['role'] == 'storage')")
+kill -9 "$storage1"
+ok "node 1's storage worker, killed on the full disk, waits for room" \
+    wait_until 20 grep -q "trying again every second" "$D/log/node-1.log"
+diag "$(grep -h "trying again" "$D/log/node-1.log" | head -1)"
+
+# The operator makes room: the nodes take writes again, and node 1's
+# storage worker opens its shard by itself.
 mount -o remount,size=256m "$DISK"
+ok "  and, with room again, opens its shard: node 1 serves" \
+    wait_until 20 eval '[ "$(serving)" = "serving serving serving" ]'
+like "  as its log says" "$(cat "$D/log/node-1.log")" "opened after [0-9]+ s of trying"
 run ctl -a ":$P" set after value2
 is "with room again, a write succeeds" "$rc" 0
 run ctl -a ":$((P + 1))" get after
@@ -108,8 +123,8 @@ is "  and reads back" "$rc/$out" "0/value2"
 out=$(ctl bench -a "$A" --no-progress --json --op set --value-size 1024 \
     -c 8 -n 500 --keys 500 2>/dev/null)
 is "  500 more writes all succeed" "$(echo "$out" | json "d['results']['OK']")" 500
-is "  with no worker restarted" "$(restarts 1) $(restarts 2) $(restarts 3)" \
-    "0 0 0"
+is "  with no worker restarted but the one killed" \
+    "$(restarts 1) $(restarts 2) $(restarts 3)" "1 0 0"
 is "every shard passes quick_check" \
     "$(storage_sql 'PRAGMA quick_check' "$DISK"/node-* | xargs)" "ok ok ok"
 
