@@ -40,7 +40,7 @@ serving() {
         json "' '.join(n['health'] for n in d['nodes'])"
 }
 
-plan 19
+plan 17
 
 # The configurations come from a first start; the data moves to the tmpfs.
 ctl start --local 3 --dir "$D" --base-port "$P" >/dev/null 2>&1 &&
@@ -99,23 +99,25 @@ run ctl -a ":$((P + 2))" get before
 is "a value written before the disk filled still reads back" \
     "$rc/$out" "0/value"
 
-# A storage worker that dies while the disk is full: restarted, it cannot
-# open its shard (a start commits a new clock epoch) and waits for room,
+# A storage worker that dies while the disk is full: restarted, it may
+# not be able to open its shard (a start commits a new clock epoch, which
+# needs room unless its WAL file has some), and then waits for room
 # rather than exit until the supervisor gives up on it.
+# (t/integ/sync_failure.sh makes the same wait happen every time.)
 storage1=$(ctl status --json --local --dir "$D" | json "' '.join(
     str(w['pid']) for n in d['nodes'] if n['id'] == '1'
     for w in n['workers'] if w['role'] == 'storage')")
 kill -9 "$storage1"
-ok "node 1's storage worker, killed on the full disk, waits for room" \
-    wait_until 20 grep -q "trying again every second" "$D/log/node-1.log"
-diag "$(grep -h "trying again" "$D/log/node-1.log" | head -1)"
+sleep 2
+diag "node 1's storage worker, killed on the full disk: $(grep -q \
+    "trying again every second" "$D/log/node-1.log" && echo "waits for room" ||
+    echo "started at once")"
 
 # The operator makes room: the nodes take writes again, and node 1's
-# storage worker opens its shard by itself.
+# storage worker is serving, not given up on.
 mount -o remount,size=256m "$DISK"
-ok "  and, with room again, opens its shard: node 1 serves" \
+ok "node 1, whose storage worker was killed on the full disk, serves" \
     wait_until 20 eval '[ "$(serving)" = "serving serving serving" ]'
-like "  as its log says" "$(cat "$D/log/node-1.log")" "opened after [0-9]+ s of trying"
 run ctl -a ":$P" set after value2
 is "with room again, a write succeeds" "$rc" 0
 run ctl -a ":$((P + 1))" get after

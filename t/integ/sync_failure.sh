@@ -3,8 +3,9 @@
 # storage worker must not acknowledge the commit's writes and must not go
 # on as if the file were sound.  It exits at once (status 1, so that the
 # supervisor restarts it), and at the restart every write acknowledged
-# before is there, the refused one is not, and the shard is sound.  The
-# disk is t/fault/libpowerloss.so preloaded: with RZKV_POWERLOSS_FAIL_SYNC
+# before is there, the refused one is not, and the shard is sound.  A
+# worker that starts while the disk fails waits, not serving, and opens
+# its shard once the disk works (rather than exit for good).  The disk is t/fault/libpowerloss.so preloaded: with RZKV_POWERLOSS_FAIL_SYNC
 # naming a file that exists, fsync and fdatasync of the shard's files fail
 # with EIO, and `powerloss --revert` then drops what was never synced.
 . "$RZKV_SRCDIR/t/lib/tap.sh"
@@ -20,7 +21,7 @@ if ldd "$RZKVD" | grep -q 'libasan'; then
     skip_all "rzkvd is built with sanitizers"
 fi
 
-plan 9
+plan 16
 
 DATA="$T/data"
 RUN="$T/run"
@@ -75,6 +76,24 @@ start
 ok "the worker starts again on the same files" wait_until 10 healthy
 is "  the acknowledged write is there" "$($C get k1)" "1.5 w 0 value=v1"
 is "  the refused one is not" "$($C get k2)" "absent"
+term_wait "$PID"
+is "  and it stops cleanly" "$?" 0
+
+# A worker that starts on the failing disk cannot commit the new clock
+# epoch of its start: it waits, not serving, and opens its shard once
+# the disk works again (a full disk is waited for the same way).
+touch "$FAIL"
+start
+ok "a worker starting on the failing disk waits" \
+    wait_until 10 grep -q "trying again every second" "$LOG"
+diag "$(grep "trying again" "$LOG" | tail -1)"
+ok "  not serving" sh -c "! $C health"
+ok "  and alive" kill -0 "$PID"
+rm -f "$FAIL"
+ok "  then, with the disk working, it opens its shard and serves" \
+    wait_until 10 healthy
+like "  as its log says" "$(cat "$LOG")" "opened after [0-9]+ s of trying"
+is "  with the acknowledged write" "$($C get k1)" "1.5 w 0 value=v1"
 term_wait "$PID"
 is "  and it stops cleanly" "$?" 0
 
