@@ -41,6 +41,7 @@
  *
  *	The metrics (labels in braces; counters end in _total):
  *	  node     rzkv_build_info{version}, rzkv_node_uptime_seconds,
+ *	           rzkv_node_time_seconds,
  *	           rzkv_node_serving, rzkv_peer_connected{peer},
  *	           rzkv_worker_up, rzkv_worker_restarts_total,
  *	           rzkv_worker_backoff_seconds, rzkv_worker_uptime_seconds
@@ -88,6 +89,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -410,6 +412,15 @@ emit_node(struct sup *s, const struct snapshot *snap, struct evbuffer *o)
            "Seconds since this rzkvd started.");
     sample_u64(o, "rzkv_node_uptime_seconds", "",
                (uint64_t)(sup_now_ms() - s->started_at) / 1000);
+    /* As node_exporter's node_time_seconds: Prometheus compares it with
+     * its own clock, for the skew that cluster.max_clock_skew_ms bounds. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    family(o, "rzkv_node_time_seconds", "gauge",
+           "This node's wall clock (Unix time) as it served the scrape: "
+           "replica writes expire by it (cluster.max_clock_skew_ms).");
+    evbuffer_add_printf(o, "rzkv_node_time_seconds %lld.%03ld\n",
+                        (long long)now.tv_sec, now.tv_nsec / 1000000);
     family(o, "rzkv_node_serving", "gauge",
            "1 if /health answers 200: every worker ready and a majority "
            "of nodes reachable.");

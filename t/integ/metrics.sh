@@ -54,7 +54,7 @@ until_is() {
 export -f http scrape m msum health
 export T PROM
 
-plan 56
+plan 57
 
 # ---- the parser refuses what Prometheus would --------------------------------
 bad() {
@@ -167,6 +167,9 @@ is "clock epoch of shard 0 is at least 1, peers connected, workers up" \
     "$(g 1 'rzkv_clock_epoch{shard="0"}' 'rzkv_peer_connected{peer="2"}' \
     'rzkv_peer_connected{peer="3"}' | sed 's/^[1-9][0-9]* /E /') \
 $(s 1 rzkv_worker_up)" "E 1 1 3"
+ok "rzkv_node_time_seconds is the node's clock, within 5 s of ours" \
+    python3 -c 'import sys, time; sys.exit(abs(float(sys.argv[1]) - time.time()) > 5)' \
+    "$(g 1 rzkv_node_time_seconds)"
 ok "every scrape still parses" python3 "$PROM" check "$T/m1.txt"
 missing=$(python3 - "$RZKV_SRCDIR/etc/rzkv-alerts.yml" "$T/m1.txt" <<'EOF'
 import re, sys
