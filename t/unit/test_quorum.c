@@ -82,6 +82,17 @@ test_write_impossible_early(void **state)
     quorum_free(&all);
 }
 
+/* A write sent to 3 replicas (2 needed) that 0 and 1 refused for good. */
+static void
+sent_to_three_two_refused(struct quorum *q)
+{
+    quorum_init(q, 3, 2);
+    for (unsigned i = 0; i < 3; i++)
+        quorum_sent(q, i);
+    quorum_refuse(q, 0, "INTERNAL: nothing applied");
+    quorum_refuse(q, 1, "INTERNAL: nothing applied");
+}
+
 static void
 test_unavailable_or_unknown(void **state)
 {
@@ -130,20 +141,12 @@ test_unavailable_or_unknown(void **state)
     assert_int_equal(quorum_failure_status(&q, 1), UNAVAILABLE);
 
     /* ... but one that failed without refusing keeps it in doubt. */
-    quorum_init(&q, 3, 2);
-    for (unsigned i = 0; i < 3; i++)
-        quorum_sent(&q, i);
-    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
-    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    sent_to_three_two_refused(&q);
     quorum_expire(&q, "timeout");
     assert_int_equal(quorum_failure_status(&q, 1), UNKNOWN);
 
     /* Two refused, one pending: worth waiting for the third. */
-    quorum_init(&q, 3, 2);
-    for (unsigned i = 0; i < 3; i++)
-        quorum_sent(&q, i);
-    quorum_refuse(&q, 0, "INTERNAL: nothing applied");
-    quorum_refuse(&q, 1, "INTERNAL: nothing applied");
+    sent_to_three_two_refused(&q);
     assert_int_equal(quorum_write_state(&q), QUORUM_IMPOSSIBLE);
     assert_true(quorum_refusals_may_settle(&q));
     quorum_refuse(&q, 2, "INTERNAL: nothing applied");
