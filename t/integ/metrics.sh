@@ -172,11 +172,14 @@ ok "rzkv_node_time_seconds is the node's clock as it served the scrape" \
     python3 -c 'import sys; t0, v, t1 = map(float, sys.argv[1:])
 sys.exit(not t0 - 0.5 <= v <= t1 + 0.5)' "$t0" "$(g 1 rzkv_node_time_seconds)" "$t1"
 ok "every scrape still parses" python3 "$PROM" check "$T/m1.txt"
-missing=$(python3 - "$RZKV_SRCDIR/etc/rzkv-alerts.yml" "$T/m1.txt" <<'EOF'
+missing=$(python3 - "$RZKV_SRCDIR/etc/rzkv-alerts.yml" \
+    "$RZKV_SRCDIR/etc/grafana-dashboard.json" "$T/m1.txt" <<'EOF'
 import re, sys
-used = set(re.findall(r'\b(rzkv_[a-z_]+)', open(sys.argv[1]).read()))
+used = set()
+for f in sys.argv[1:-1]:
+    used |= set(re.findall(r'\b(rzkv_[a-z_]+)', open(f).read()))
 served = set()
-for line in open(sys.argv[2]):
+for line in open(sys.argv[-1]):
     m = re.match(r'# TYPE (\S+) (\S+)', line)
     if m:
         served.add(m.group(1))
@@ -185,7 +188,8 @@ for line in open(sys.argv[2]):
 print(' '.join(sorted(used - served)) or 'none')
 EOF
 )
-is "etc/rzkv-alerts.yml names only series that are served" "$missing" none
+is "the alerting rules and the Grafana dashboard name only served series" \
+    "$missing" none
 
 # ---- rzkvctl status ------------------------------------------------------------
 out=$("$RZKVCTL" status --local --dir "$D")
