@@ -226,6 +226,13 @@ topo_unref(struct topo *t)
     free(t);
 }
 
+uint64_t
+topo_write_expiry(const struct topo *t, unsigned timeout_ms)
+{
+    return wire_wall_ms() + timeout_ms +
+           (uint64_t)t->conf->max_clock_skew_ms;
+}
+
 /* The open peer for (id, url), if any. */
 static struct dest *
 peer_find(const char *id, const char *url)

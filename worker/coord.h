@@ -116,6 +116,11 @@ void srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
     __attribute__((format(printf, 4, 5)));
 void topo_ref(struct topo *t);
 void topo_unref(struct topo *t);
+/*
+ * ReplicaSet.expires_ms for a write sent now by a request of timeout_ms:
+ * its deadline plus cluster.max_clock_skew_ms, by this node's wall clock.
+ */
+uint64_t topo_write_expiry(const struct topo *t, unsigned timeout_ms);
 /* Log at most a few lines a second about bad input. */
 #define coord_log_bad(...) coord_log_bad_at(__func__, __VA_ARGS__)
 void coord_log_bad_at(const char *func, const char *fmt, ...)

@@ -137,7 +137,6 @@ value_mark_sent(struct cop *c)
  * storage worker's own answer: expired, invalid, or rolled back with
  * nothing written, as on a full disk).
  */
-
 static void
 cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,
                    int timed_out)
@@ -746,8 +745,7 @@ cop_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
     if (c->timeout_ms > COORD_MAX_TIMEOUT_MS)
         c->timeout_ms = COORD_MAX_TIMEOUT_MS;
     c->deadline = nng_clock() + c->timeout_ms;
-    c->expires_ms = wire_wall_ms() + c->timeout_ms +
-                    (uint64_t)t->conf->max_clock_skew_ms;
+    c->expires_ms = topo_write_expiry(t, c->timeout_ms);
     coord.cluster_ops++;
     coord.cluster_waiting++;
     coord.pending_replies++;

@@ -370,9 +370,8 @@ ae_copy_all(const struct topo *t, const struct ae_copy *copy, size_t n,
             Rzkv__ReplicaSet rs = RZKV__REPLICA_SET__INIT;
             Rzkv__NodeOp op = RZKV__NODE_OP__INIT;
             rs.entry = got->res->entry;
-            rs.expires_ms = wire_wall_ms() +
-                            (uint64_t)t->conf->timeout_ms +
-                            (uint64_t)t->conf->max_clock_skew_ms;
+            rs.expires_ms = topo_write_expiry(t,
+                                              (unsigned)t->conf->timeout_ms);
             op.op_case = RZKV__NODE_OP__OP_SET;
             op.set = &rs;
             ae_submit(&set[x], &op, ae_dest(t, c->key, c->pull

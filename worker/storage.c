@@ -116,13 +116,6 @@ struct op_out {
 
 struct storage;
 
-/* How a group's transaction ended.  (A COMMIT that failed in doubt
- * ends the process: commit_in_doubt.) */
-enum group_outcome {
-    GROUP_COMMITTED = 0,
-    GROUP_FAILED,               /* rolled back: nothing of it was written */
-};
-
 /* One request in flight, from receive to reply. */
 struct sctx {
     struct storage *sw;
@@ -137,7 +130,9 @@ struct sctx {
     size_t nout;
     size_t out_cap;
     struct sctx *next;          /* writer queue, reply queue, or free */
-    enum group_outcome outcome; /* of the group's transaction */
+    int committed;              /* the group's transaction committed;
+                                 * if not, nothing of it was written (a
+                                 * COMMIT in doubt ends the process) */
     struct clock clock;         /* the clock after it */
     uint64_t start_ns;          /* received at, for metrics.h */
 };
@@ -765,13 +760,13 @@ group_apply(struct storage *sw, struct sctx *c, size_t *ops)
  * UNKNOWN.
  */
 static void
-group_reply(struct sctx *c, enum group_outcome outcome, struct clock now)
+group_reply(struct sctx *c, int ok, struct clock now)
 {
     for (size_t i = 0; i < c->nout; i++) {
         struct op_out *o = &c->out[i];
         if (o->kind == OP_ANSWERED)
             continue;
-        if (outcome != GROUP_COMMITTED) {
+        if (!ok) {
             store_item_free(&o->item);
             o->res = (Rzkv__NodeResult)RZKV__NODE_RESULT__INIT;
             o->res.status = RZKV__STATUS__INTERNAL;
@@ -851,7 +846,6 @@ group_commit(struct storage *sw, struct sctx *list)
 {
     size_t ops = 0;
     uint64_t commit_ns = 0;
-    enum group_outcome outcome = GROUP_COMMITTED;
     int ok = store_begin(sw->store) == 0;
 
     for (struct sctx *c = list; ok && c != NULL; c = c->next)
@@ -862,20 +856,18 @@ group_commit(struct storage *sw, struct sctx *list)
         commit_ns = metrics_now_ns() - t0;
         if (rc == STORE_IN_DOUBT)
             commit_in_doubt(sw, ops);
-        if (rc != 0)
-            outcome = GROUP_FAILED;
+        ok = rc == 0;
     } else {
         store_rollback(sw->store);
-        outcome = GROUP_FAILED;
     }
-    if (outcome == GROUP_FAILED)
+    if (!ok)
         log_warnx("write transaction failed, %zu operations refused: %s",
                   ops, store_errmsg(sw->store));
-    commit_metrics(sw, outcome == GROUP_COMMITTED, ops, commit_ns);
+    commit_metrics(sw, ok, ops, commit_ns);
 
     struct clock now = store_clock(sw->store);
     for (struct sctx *c = list; c != NULL; c = c->next) {
-        c->outcome = outcome;
+        c->committed = ok;
         c->clock = now;
     }
     replier_enqueue(sw, list);
@@ -917,7 +909,7 @@ replier_main(void *arg)
             return NULL;        /* quit, and every reply sent */
         for (struct sctx *c = list, *next; c != NULL; c = next) {
             next = c->next;
-            group_reply(c, c->outcome, c->clock);
+            group_reply(c, c->committed, c->clock);
         }
     }
 }
