@@ -6,9 +6,16 @@
 #                [--base-port P] [--writes N]
 #
 # Starts `rzkvctl start --local 3` in a new directory, runs every cell of
-# the matrix (health, set 1 KiB, set 10 KiB, get 1 KiB after a prefill,
-# mix 50/50 1 KiB, each at every concurrency) REPEATS times, and takes the
-# median of each figure, since this machine is shared and noisy.  Around
+# the matrix (health, set 1 KiB, set 10 KiB, get 1 KiB, mix 50/50 1 KiB,
+# each at every concurrency) REPEATS times, and takes the median of each
+# figure, since this machine is shared and noisy.  Each workload has a
+# keyspace of its own, every key written once with a value of the
+# workload's size before its first cell (the prefill, whose rate is
+# reported as first writes): sets then measure a store in steady state,
+# overwriting values of their own size, and gets find every key.  (Sets
+# on a fresh keyspace would measure appends to an empty store; sets of
+# 10 KiB over the 1 KiB cell's keys, as this script once ran them, measure
+# the cost of growing every row, ~30% slower than either.)  Around
 # each run it samples the CPU time of every cluster process (by role) and
 # afterwards the RSS of every node.  --writes N then sets N more keys and
 # samples RSS again (the memory bound after a million writes).  Before the
@@ -175,17 +182,50 @@ rss_sample() {
     done
 }
 
+# The keyspace (key prefix) and value size of a workload; the mix works
+# on the get cells' keys.
+keyspace() {
+    case $1 in
+    set1k) echo s1k: ;;
+    set10k) echo s10k: ;;
+    get1k | mix) echo g1k: ;;
+    esac
+}
+value_size() {
+    case $1 in
+    set10k) echo 10240 ;;
+    *) echo 1024 ;;
+    esac
+}
+
+# prefill WORKLOAD: write every key of its keyspace once (in key order,
+# 64 at a time), the first time a workload needs that keyspace.
+PREFILLED=" "
+prefill() {
+    local ks size
+    ks=$(keyspace "$1")
+    [ -n "$ks" ] || return 0
+    case $PREFILLED in *" $ks "*) return 0 ;; esac
+    PREFILLED="$PREFILLED$ks "
+    size=$(value_size "$1")
+    log "prefill $KEYS keys of $size bytes ($ks)"
+    run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json --op get \
+        --prefill --key-prefix "$ks" --value-size "$size" --keys "$KEYS" \
+        -c 64 -n 1 >"$OUT/prefill-${ks%:}.json"
+}
+
 # bench_cell WORKLOAD C REP: one run, one JSON line in raw.jsonl.
 bench_cell() {
     local w=$1 c=$2 rep=$3 args
     case $w in
     health) args="--op health" ;;
-    set1k) args="--op set --value-size 1024" ;;
-    set10k) args="--op set --value-size 10240" ;;
-    get1k) args="--op get --value-size 1024" ;;
-    mix) args="--op mix:50/50 --value-size 1024" ;;
+    set1k | set10k) args="--op set" ;;
+    get1k) args="--op get" ;;
+    mix) args="--op mix:50/50" ;;
     *) log "unknown workload $w"; exit 2 ;;
     esac
+    [ "$w" = health ] ||
+        args="$args --value-size $(value_size "$w") --key-prefix $(keyspace "$w")"
     local before after json
     before=$(sample)
     # shellcheck disable=SC2086
@@ -293,14 +333,7 @@ DURABILITY=$(sed -n 's/^ *durability: *\([a-z]*\).*/\1/p' "$DIR/node-1.yml" |
 
 # ---- the matrix ----------------------------------------------------------------
 for w in $WORKLOADS; do
-    if [ "$w" = get1k ]; then
-        # Every key once, so gets find them (set cells wrote only some,
-        # some with 10 KiB values); measured figures exclude it.
-        log "prefill $KEYS keys of 1024 bytes"
-        run "$RZKVCTL" bench -a "$ADDRS" --no-progress --json --op get \
-            --prefill --value-size 1024 --keys "$KEYS" -c 64 -n 1 \
-            >"$OUT/prefill.json"
-    fi
+    prefill "$w"
     for c in $CONCURRENCY; do
         for rep in $(seq 1 "$REPEATS"); do
             bench_cell "$w" "$c" "$rep"
@@ -320,7 +353,7 @@ echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 
 # ---- report --------------------------------------------------------------------
 python3 - "$OUT" <<'EOF'
-import json, os, statistics, sys
+import glob, json, os, statistics, sys
 out = sys.argv[1]
 machine = dict(l.rstrip("\n").split("=", 1) for l in open(f"{out}/machine.txt"))
 runs = [json.loads(l) for l in open(f"{out}/raw.jsonl")]
@@ -419,11 +452,21 @@ def read_rss(path):
         n["processes"].append({"role": role, "pid": int(pid), "rss_kb": int(kb),
                                "anon_kb": int(anon), "file_kb": int(file)})
     return nodes
+# First writes: each keyspace's prefill (one run, not in the medians).
+prefills = []
+for path in sorted(glob.glob(f"{out}/prefill-*.json")):
+    j = json.load(open(path))
+    p = j.get("prefill") or {}
+    if p.get("seconds"):
+        prefills.append({"keyspace": os.path.basename(path)[8:-5] + ":",
+                         "value_size": j["value_size"], "keys": p["keys"],
+                         "seconds": p["seconds"], "errors": p["errors"],
+                         "writes_per_sec": p["keys"] / p["seconds"]})
 rss = {"after_matrix": read_rss(f"{out}/rss_after_matrix.txt"),
        "after_writes": read_rss(f"{out}/rss_after_writes.txt")}
 commands = [l.rstrip("\n") for l in open(f"{out}/commands.txt")]
-json.dump({"machine": machine, "cells": cells, "ratios": ratios, "rss": rss,
-           "commands": commands}, open(f"{out}/results.json", "w"), indent=1)
+json.dump({"machine": machine, "cells": cells, "ratios": ratios,
+           "prefills": prefills, "rss": rss, "commands": commands}, open(f"{out}/results.json", "w"), indent=1)
 
 # Plot data: one row per concurrency, ops/s and p99 per workload.
 with open(f"{out}/plot.dat", "w") as f:
@@ -455,7 +498,9 @@ md.append(f"- cluster: 3 local nodes, replica_count {m['replica_count']}, "
           "consistency QUORUM")
 md.append(f"- each cell: {m['duration_s']} s measured after {m['warmup_s']} s "
           f"warmup, {m['repeats']} runs, median of each figure; "
-          f"keyspace {m['keys']} keys, uniform; {m['date']}, source tree "
+          f"keyspace {m['keys']} keys a workload, uniform, every key "
+          "written before the workload's first cell; "
+          f"{m['date']}, source tree "
           f"{m['commit']}, rzkvd built {m.get('built_rzkvd', '?')}\n")
 md.append("| workload | c | ops/s | (min-max) | p50 ms | p90 ms | p99 ms "
           "| p99.9 ms | max ms | errors | bench CPU | cluster CPU (sup/coord/storage) |")
@@ -472,6 +517,18 @@ for x in cells:
 md.append("\nCPU columns are cores (CPU seconds per second of the run, warmup "
           "included): the bench process itself, and every cluster process "
           "summed by role over the three nodes.\n")
+if prefills:
+    md.append("First writes: before its first cell each workload's "
+              "keyspace is written once, every key in key order, 64 at a "
+              "time (one run each; the cells above then overwrite these "
+              "values):\n")
+    md.append("| keyspace | value | keys | seconds | writes/s | errors |")
+    md.append("|---|---:|---:|---:|---:|---:|")
+    for x in prefills:
+        md.append(f"| `{x['keyspace']}` | {x['value_size']:,} B "
+                  f"| {x['keys']:,} | {x['seconds']:.1f} "
+                  f"| {x['writes_per_sec']:,.0f} | {x['errors']:g} |")
+    md.append("")
 md.append("Where the time goes, per client request (medians; counters from "
           "/proc, from each worker's NodeInfo and, for the mean time a "
           "storage commit took with its fsync, from /metrics):\n")
