@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--duration S] [--warmup S] [--repeats R]
 #                [--concurrency "1 16 64"] [--keys N] [--out DIR]
-#                [--base-port P] [--writes N]
+#                [--base-port P] [--writes N] [--rates "W:R .."]
 #
 # Starts `rzkvctl start --local 3` in a new directory, runs every cell of
 # the matrix (health, set 1 KiB, set 10 KiB, get 1 KiB, mix 50/50 1 KiB,
@@ -15,7 +15,12 @@
 # overwriting values of their own size, and gets find every key.  (Sets
 # on a fresh keyspace would measure appends to an empty store; sets of
 # 10 KiB over the 1 KiB cell's keys, as this script once ran them, measure
-# the cost of growing every row, ~30% slower than either.)  Around
+# the cost of growing every row, ~30% slower than either.)  Then, at
+# c = 64, each "workload:rate" of --rates runs open loop (rzkvctl bench
+# --rps) at that fixed rate, the performance floors by default: closed
+# loop, a client waits for each answer before sending the next request, so
+# queueing near a node's capacity hides from its latency; open loop
+# counts each request's latency from the time it was due.  Around
 # each run it samples the CPU time of every cluster process (by role) and
 # afterwards the RSS of every node.  --writes N then sets N more keys and
 # samples RSS again (the memory bound after a million writes).  Before the
@@ -39,6 +44,7 @@ KEYS=${KEYS:-100000}
 OUT=${OUT:-$SRC/bench/out}
 BASE_PORT=${BASE_PORT:-18800}
 WRITES=${WRITES:-0}
+RATES=${RATES-"set1k:10000 set10k:5000 get1k:15000"}
 WORKLOADS=${WORKLOADS-"health set1k set10k get1k mix"}  # set and empty: none
 
 usage() { sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -53,6 +59,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --base-port) BASE_PORT=$2; shift ;;
     --writes) WRITES=$2; shift ;;
+    --rates) RATES=$2; shift ;;
     *) usage ;;
     esac
     shift
@@ -214,9 +221,10 @@ prefill() {
         -c 64 -n 1 >"$OUT/prefill-${ks%:}.json"
 }
 
-# bench_cell WORKLOAD C REP: one run, one JSON line in raw.jsonl.
+# bench_cell WORKLOAD C REP [RATE]: one run (closed loop, or open loop at
+# RATE requests/s), one JSON line in raw.jsonl.
 bench_cell() {
-    local w=$1 c=$2 rep=$3 args
+    local w=$1 c=$2 rep=$3 rate=${4:-0} args
     case $w in
     health) args="--op health" ;;
     set1k | set10k) args="--op set" ;;
@@ -226,6 +234,7 @@ bench_cell() {
     esac
     [ "$w" = health ] ||
         args="$args --value-size $(value_size "$w") --key-prefix $(keyspace "$w")"
+    [ "$rate" = 0 ] || args="$args --rps $rate"
     local before after json
     before=$(sample)
     # shellcheck disable=SC2086
@@ -233,10 +242,10 @@ bench_cell() {
         -c "$c" --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS") ||
         [ -n "$json" ] || { log "bench failed: $w c=$c"; exit 1; }
     after=$(sample)
-    python3 - "$w" "$c" "$rep" "$json" "$before" "$after" \
+    python3 - "$w" "$c" "$rep" "$rate" "$json" "$before" "$after" \
         >>"$OUT/raw.jsonl" <<'EOF'
 import json, os, sys
-w, c, rep, bench, before, after = sys.argv[1:]
+w, c, rep, rate, bench, before, after = sys.argv[1:]
 bench, b, a = json.loads(bench), json.loads(before), json.loads(after)
 hz = os.sysconf("SC_CLK_TCK")
 wall = a["time"] - b["time"]
@@ -254,16 +263,19 @@ for k, v in a["nodeinfo"].items():
     for f, x in v.items():
         counters[f] = counters.get(f, 0) + x - b["nodeinfo"].get(k, {}).get(f, 0)
 print(json.dumps({
-    "workload": w, "concurrency": int(c), "repeat": int(rep), "wall_s": wall,
+    "workload": w, "concurrency": int(c), "repeat": int(rep),
+    "rate": int(rate), "wall_s": wall,
     "cluster_cpu_cores": {k: r["user"] + r["sys"] for k, r in roles.items()},
     "cluster_cpu_split": roles, "machine_busy_cores": machine,
     "other_cpu_cores": machine - cluster - bench["bench_cpu_cores"],
     "nodeinfo_delta": counters, "bench": bench}))
 EOF
     python3 -c 'import json,sys; j=json.loads(sys.stdin.readlines()[-1])
-b=j["bench"]; print("run.sh: %-7s c=%-3d #%d %9.1f ops/s p99 %8.3f ms errors %d" % (
-    j["workload"], j["concurrency"], j["repeat"], b["ops_per_sec"],
-    b["latency_ms"]["p99"], b["errors"]))' <"$OUT/raw.jsonl" >&2
+b=j["bench"]; print("run.sh: %-7s c=%-3d%s #%d %9.1f ops/s p99 %8.3f ms errors %d" % (
+    j["workload"], j["concurrency"],
+    " rps=%d" % j["rate"] if j["rate"] else "", j["repeat"],
+    b["ops_per_sec"], b["latency_ms"]["p99"], b["errors"]))' \
+        <"$OUT/raw.jsonl" >&2
 }
 
 # ---- the machine and the cluster ---------------------------------------------
@@ -340,6 +352,15 @@ for w in $WORKLOADS; do
         done
     done
 done
+# Open loop at fixed rates: the floors' "p99 at those rates".
+for wr in $RATES; do
+    w=${wr%%:*}
+    case " $WORKLOADS " in *" $w "*) ;; *) continue ;; esac
+    prefill "$w"
+    for rep in $(seq 1 "$REPEATS"); do
+        bench_cell "$w" 64 "$rep" "${wr#*:}"
+    done
+done
 rss_sample >"$OUT/rss_after_matrix.txt"
 
 if [ "$WRITES" -gt 0 ]; then
@@ -357,6 +378,8 @@ import glob, json, os, statistics, sys
 out = sys.argv[1]
 machine = dict(l.rstrip("\n").split("=", 1) for l in open(f"{out}/machine.txt"))
 runs = [json.loads(l) for l in open(f"{out}/raw.jsonl")]
+rated = [r for r in runs if r.get("rate")]
+runs = [r for r in runs if not r.get("rate")]
 names = {"health": "health", "set1k": "set 1 KiB", "set10k": "set 10 KiB",
          "get1k": "get 1 KiB", "mix": "mix 50/50 1 KiB"}
 order = [w for w in names if any(r["workload"] == w for r in runs)]
@@ -452,6 +475,19 @@ def read_rss(path):
         n["processes"].append({"role": role, "pid": int(pid), "rss_kb": int(kb),
                                "anon_kb": int(anon), "file_kb": int(file)})
     return nodes
+# Open-loop runs at fixed rates, median of each figure.
+rates = []
+for w, rate in dict.fromkeys((r["workload"], r["rate"]) for r in rated):
+    b = [r["bench"] for r in rated
+         if r["workload"] == w and r["rate"] == rate]
+    rates.append({"workload": w, "rate": rate, "runs": len(b),
+                  "ops_per_sec": med(x["ops_per_sec"] for x in b),
+                  "latency_ms": {k: med(x["latency_ms"][k] for x in b)
+                                 for k in ("p50", "p90", "p99", "p999",
+                                           "max")},
+                  "p99_ms_each": [x["latency_ms"]["p99"] for x in b],
+                  "errors": med(x["errors"] for x in b)})
+
 # First writes: each keyspace's prefill (one run, not in the medians).
 prefills = []
 for path in sorted(glob.glob(f"{out}/prefill-*.json")):
@@ -466,7 +502,8 @@ rss = {"after_matrix": read_rss(f"{out}/rss_after_matrix.txt"),
        "after_writes": read_rss(f"{out}/rss_after_writes.txt")}
 commands = [l.rstrip("\n") for l in open(f"{out}/commands.txt")]
 json.dump({"machine": machine, "cells": cells, "ratios": ratios,
-           "prefills": prefills, "rss": rss, "commands": commands}, open(f"{out}/results.json", "w"), indent=1)
+           "rates": rates, "prefills": prefills, "rss": rss,
+           "commands": commands}, open(f"{out}/results.json", "w"), indent=1)
 
 # Plot data: one row per concurrency, ops/s and p99 per workload.
 with open(f"{out}/plot.dat", "w") as f:
@@ -517,6 +554,22 @@ for x in cells:
 md.append("\nCPU columns are cores (CPU seconds per second of the run, warmup "
           "included): the bench process itself, and every cluster process "
           "summed by role over the three nodes.\n")
+if rates:
+    md.append("Open loop at fixed rates (`--rps`, at most 64 in flight; "
+              "latency counted from each request's due time, so queueing "
+              "shows):\n")
+    md.append("| workload | rate /s | ops/s | p50 ms | p90 ms | p99 ms "
+              "| p99.9 ms | max ms | p99 ms of each run | errors |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for x in rates:
+        l = x["latency_ms"]
+        md.append(f"| {names[x['workload']]} | {x['rate']:,} "
+                  f"| {x['ops_per_sec']:,.0f} | {l['p50']:.2f} "
+                  f"| {l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} "
+                  f"| {l['max']:.1f} | "
+                  + ", ".join(f"{v:.1f}" for v in x["p99_ms_each"])
+                  + f" | {x['errors']:g} |")
+    md.append("")
 if prefills:
     md.append("First writes: before its first cell each workload's "
               "keyspace is written once, every key in key order, 64 at a "
