@@ -376,6 +376,26 @@ hang_up_retired(void)
     }
 }
 
+/*
+ * Whether a key can have other replicas under t than under old: the seed,
+ * replica_count or set of node ids differs.  (The order of the nodes only
+ * decides which node of a pair compares it; addresses place nothing.)
+ */
+static int
+placement_changed(const struct topo *old, const struct topo *t)
+{
+    size_t n = t->conf->node_count;
+
+    if (old->conf->seed != t->conf->seed ||
+        old->conf->replica_count != t->conf->replica_count ||
+        old->conf->node_count != n)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if (conf_cluster_find(old->conf, t->names[i]) < 0)
+            return 1;
+    return 0;
+}
+
 static void
 reload(const char *cluster_path)
 {
@@ -398,6 +418,7 @@ reload(const char *cluster_path)
     }
     nng_mtx_lock(coord.lock);
     struct topo *old = coord.topo;
+    int moved = placement_changed(old, t);
     coord.topo = t;
     retire_unused_peers();
     topo_unref(old);
@@ -405,6 +426,9 @@ reload(const char *cluster_path)
     hang_up_retired();
     log_info("reloaded %s: %zu nodes, replica_count %d", cluster_path,
              conf->node_count, conf->replica_count);
+    /* t is coord.topo until the next reload, on this thread. */
+    if (moved)
+        repair_placement_changed(t);
 }
 
 /* ---- the tick ------------------------------------------------------------- */

@@ -71,6 +71,7 @@ static struct {
     int running;
     int stop;
     unsigned pending;           /* calls and ops not completed yet */
+    int soon;                   /* pass now: placement changed */
 } ae;
 
 /* The counts of one pass, for its log line and the metrics. */
@@ -691,6 +692,18 @@ out:
 
 /* ---- the pass and its thread ---------------------------------------------- */
 
+/* Whether this node's passes do anything under t.  The last node of the
+ * file compares nothing itself: its peers compare their pairs with it.
+ * It is the first replica only of the keys it alone holds (replica_count
+ * 1), whose tombstones it purges. */
+static int
+ae_has_work(const struct topo *t)
+{
+    return (size_t)t->self + 1 < t->conf->node_count ||
+           (t->conf->replica_count == 1 &&
+            coord.node->tombstone_purge_delay_ms > 0);
+}
+
 static void
 ae_pass(const struct topo *t)
 {
@@ -699,12 +712,7 @@ ae_pass(const struct topo *t)
     nng_time began = nng_clock();
     int rv;
 
-    /* The last node of the file compares nothing itself: its peers
-     * compare their pairs with it.  It is the first replica only of the
-     * keys it alone holds (replica_count 1), whose tombstones it purges. */
-    if ((size_t)t->self + 1 >= t->conf->node_count &&
-        (t->conf->replica_count > 1 ||
-         coord.node->tombstone_purge_delay_ms == 0))
+    if (!ae_has_work(t))
         return;
 
     for (;;) {
@@ -760,10 +768,11 @@ repair_main(void *arg)
     nng_mtx_lock(coord.lock);
     nng_time next = nng_clock() + interval;
     while (!ae.stop) {
-        if (nng_clock() < next) {
+        if (!ae.soon && nng_clock() < next) {
             nng_cv_until(ae.cv, next);
             continue;
         }
+        ae.soon = 0;
         struct topo *t = coord.topo;
         topo_ref(t);
         ae_pass(t);
@@ -793,6 +802,36 @@ repair_start(void)
     else
         log_info("anti-entropy every %d ms, keeping tombstones",
                  coord.node->anti_entropy_interval_ms);
+}
+
+/*
+ * After a reload that moved keys to new replica sets, a key's new replicas
+ * lack it until a pass copies it there, and until then a read may miss
+ * it: pass now (after the pass in progress, if any, which finishes with
+ * the old placement) rather than up to an interval later.  t: the new
+ * coord.topo.
+ */
+void
+repair_placement_changed(const struct topo *t)
+{
+    if (!ae.running) {
+        if (coord.instance == 0)
+            log_warnx("placement changed and anti-entropy is off "
+                      "(anti_entropy_interval_ms 0): keys reach their new "
+                      "replicas only when they are read or written");
+        return;
+    }
+    if (!ae_has_work(t)) {
+        log_info("placement changed: this node's peers compare their keys "
+                 "with it now");
+        return;
+    }
+    log_info("placement changed: an anti-entropy pass starts now, copying "
+             "keys to their new replicas");
+    nng_mtx_lock(coord.lock);
+    ae.soon = 1;
+    nng_cv_wake(ae.cv);
+    nng_mtx_unlock(coord.lock);
 }
 
 void
