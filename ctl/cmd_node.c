@@ -1,5 +1,6 @@
 /*
- * cmd_node.c - rzkvctl start, stop, status, reload: the node lifecycle.
+ * cmd_node.c - rzkvctl start, stop, status, reload, repair: the node
+ * lifecycle.
  *
  * Every command works on one node (NODE.yml [CLUSTER.yml]) or on every
  * node of the local cluster (--local [--dir DIR], see ctl_local.c), and
@@ -230,11 +231,19 @@ usage_help(const char *cmd)
                "if it does not; -v adds a line\nper worker.  Exits 0 if "
                "every node serves, %d if some node does not.\n",
                CTL_EXIT_UNAVAILABLE);
-    else
+    else if (strcmp(cmd, "reload") == 0)
         printf("usage: rzkvctl reload NODE.yml [CLUSTER.yml]\n"
                "       rzkvctl reload --local [--dir DIR]\n"
                "Make the node re-read its cluster file, as SIGHUP does; an "
                "invalid\nfile is refused and the node keeps the old one.\n");
+    else
+        printf("usage: rzkvctl repair NODE.yml [CLUSTER.yml]\n"
+               "       rzkvctl repair --local [--dir DIR]\n"
+               "Start an anti-entropy pass on the node now instead of at "
+               "its next\ninterval: it compares the node's keys with its "
+               "peers' and copies\nwhat a replica lacks.  Returns at once; "
+               "the node's log says when\nthe pass ends and what it "
+               "copied.\n");
     return CTL_EXIT_OK;
 }
 
@@ -254,7 +263,7 @@ parse_int_arg(const char *cmd, const char *what, const char *s, int min,
 }
 
 /*
- * Options and operands shared by the four commands; on success, the nodes
+ * Options and operands shared by the node commands; on success, the nodes
  * to work on.  Returns CTL_EXIT_OK, or the status to exit with (-1 for
  * --help, already printed).
  */
@@ -874,15 +883,17 @@ cmd_status(int argc, char **argv)
     return not_serving > 0 ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_OK;
 }
 
-/* ---- reload --------------------------------------------------------------- */
+/* ---- reload, repair ------------------------------------------------------- */
 
-int
-cmd_reload(int argc, char **argv)
+/* Send one control command (reload, repair) to each node named on the
+ * command line and print each node's "ok: ..." or "error: ..." reply. */
+static int
+command_each(const char *cmd, int argc, char **argv)
 {
     struct node_opts o;
     struct ctl_node *nodes = NULL;
     size_t n = 0;
-    int rc = node_args("reload", argc, argv, &o, &nodes, &n);
+    int rc = node_args(cmd, argc, argv, &o, &nodes, &n);
     if (rc != CTL_EXIT_OK)
         return rc < 0 ? CTL_EXIT_OK : rc;
 
@@ -890,14 +901,14 @@ cmd_reload(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         char *reply;
         const char *id = nodes[i].conf->id;
-        switch (control_call(nodes[i].conf, "reload", &reply)) {
+        switch (control_call(nodes[i].conf, cmd, &reply)) {
         case CALL_DOWN:
-            fprintf(stderr, "rzkvctl reload: node %s is not running\n", id);
+            fprintf(stderr, "rzkvctl %s: node %s is not running\n", cmd, id);
             if (status == CTL_EXIT_OK)
                 status = CTL_EXIT_UNAVAILABLE;
             break;
         case CALL_ERROR:
-            fprintf(stderr, "rzkvctl reload: node %s: no answer\n", id);
+            fprintf(stderr, "rzkvctl %s: node %s: no answer\n", cmd, id);
             status = CTL_EXIT_ERROR;
             break;
         case CALL_OK:
@@ -905,7 +916,7 @@ cmd_reload(int argc, char **argv)
             if (strncmp(reply, "ok: ", 4) == 0) {
                 printf("node %s: %s\n", id, reply + 4);
             } else {
-                fprintf(stderr, "rzkvctl reload: node %s: %s\n", id,
+                fprintf(stderr, "rzkvctl %s: node %s: %s\n", cmd, id,
                         strncmp(reply, "error: ", 7) == 0 ? reply + 7
                                                           : reply);
                 status = CTL_EXIT_ERROR;
@@ -916,4 +927,16 @@ cmd_reload(int argc, char **argv)
     }
     ctl_nodes_free(nodes, n);
     return status;
+}
+
+int
+cmd_reload(int argc, char **argv)
+{
+    return command_each("reload", argc, argv);
+}
+
+int
+cmd_repair(int argc, char **argv)
+{
+    return command_each("repair", argc, argv);
 }

@@ -31,6 +31,7 @@ int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
 
 /* ctl_local.c: the local cluster of --local (DIR/cluster.yml,
  * DIR/node-ID.yml, DIR/{data,run,log}) */

@@ -22,6 +22,8 @@ static const struct ctl_command commands[] = {
       "--local [--dir DIR]" },
     { "reload", cmd_reload, "reload NODE.yml [CLUSTER.yml] | --local "
       "[--dir DIR]" },
+    { "repair", cmd_repair, "repair NODE.yml [CLUSTER.yml] | --local "
+      "[--dir DIR]" },
     { "get", cmd_get, "get [CLIENT-OPTIONS] KEY" },
     { "set", cmd_set, "set [CLIENT-OPTIONS] KEY VALUE|-|--file PATH" },
     { "del", cmd_del, "del [CLIENT-OPTIONS] KEY" },

@@ -11,6 +11,8 @@
  *	  status   one line of JSON (below)
  *	  stop     "ok: stopping"; the node then stops (sup_stop.c)
  *	  reload   "ok: MESSAGE" or "error: MESSAGE" (sup_reload.c)
+ *	  repair   "ok: MESSAGE" or "error: MESSAGE": coordinator 0 starts an
+ *	           anti-entropy pass now (control_repair below)
  *
  *	anything else gets "error: ...".  A client that sends nothing for 5 s
  *	or more than 256 bytes without a newline is dropped: the supervisor
@@ -137,6 +139,39 @@ control_event_cb(struct bufferevent *bev, short what, void *arg)
     bufferevent_free(bev);
 }
 
+/*
+ * rzkvctl repair: tell coordinator 0, the one that runs anti-entropy, to
+ * pass now.  Its log says when the pass ends and what it copied.
+ */
+static int
+control_repair(struct sup *s, char *msg, size_t len)
+{
+    struct sup_child *c = &s->groups[SUP_COORD].children[0];
+    int self = conf_cluster_find(s->cluster, s->node->id);
+
+    if (s->node->anti_entropy_interval_ms <= 0) {
+        snprintf(msg, len, "anti-entropy is off on node %s "
+                 "(node.anti_entropy_interval_ms 0)", s->node->id);
+        return -1;
+    }
+    if (s->groups[SUP_COORD].count == 0 || c->state != CHILD_READY) {
+        snprintf(msg, len, "coordinator 0 of node %s is not running",
+                 s->node->id);
+        return -1;
+    }
+    sup_send(c, "repair\n");
+    log_info("repair: coordinator 0 told to start an anti-entropy pass");
+    if (self >= 0 && (size_t)self + 1 == s->cluster->node_count &&
+        s->cluster->replica_count > 1)
+        snprintf(msg, len, "node %s is last in the cluster file and "
+                 "compares nothing itself: the other nodes' passes compare "
+                 "their keys with it", s->node->id);
+    else
+        snprintf(msg, len, "anti-entropy pass started on node %s (its log "
+                 "says when it ends)", s->node->id);
+    return 0;
+}
+
 static void
 control_command(struct sup *s, const char *line, struct evbuffer *out)
 {
@@ -150,10 +185,13 @@ control_command(struct sup *s, const char *line, struct evbuffer *out)
     } else if (strcmp(line, "reload") == 0) {
         int rc = sup_reload(s, msg, sizeof(msg));
         evbuffer_add_printf(out, "%s: %s\n", rc == 0 ? "ok" : "error", msg);
+    } else if (strcmp(line, "repair") == 0) {
+        int rc = control_repair(s, msg, sizeof(msg));
+        evbuffer_add_printf(out, "%s: %s\n", rc == 0 ? "ok" : "error", msg);
     } else {
         log_warnx("control: unknown command \"%.32s\"", line);
         evbuffer_add_printf(out, "error: unknown command \"%.32s\" "
-                            "(status, stop, reload)\n", line);
+                            "(status, stop, reload, repair)\n", line);
     }
 }
 

@@ -133,6 +133,8 @@ worker_wait_command(void)
                 cmd = WORKER_CMD_STOP;
             else if (strcmp(chan_buf, "reload") == 0)
                 cmd = WORKER_CMD_RELOAD;
+            else if (strcmp(chan_buf, "repair") == 0)
+                cmd = WORKER_CMD_REPAIR;
             else {
                 log_warnx("unexpected supervisor command \"%s\"", chan_buf);
                 cmd = (enum worker_cmd)-1;

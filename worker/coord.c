@@ -428,7 +428,7 @@ reload(const char *cluster_path)
              conf->node_count, conf->replica_count);
     /* t is coord.topo until the next reload, on this thread. */
     if (moved)
-        repair_placement_changed(t);
+        repair_soon(t, "placement changed");
 }
 
 /* ---- the tick ------------------------------------------------------------- */
@@ -605,6 +605,10 @@ coord_main(const struct node_conf *node, const char *cluster_path,
         switch (worker_wait_command()) {
         case WORKER_CMD_RELOAD:
             reload(cluster_path);
+            break;
+        case WORKER_CMD_REPAIR:
+            /* coord.topo changes only on this thread (reload). */
+            repair_soon(coord.topo, "rzkvctl repair");
             break;
         case WORKER_CMD_STOP:
             log_info("stopping");

@@ -154,7 +154,8 @@ int list_merge(Rzkv__Reply *const *replies, unsigned n, size_t limit,
 /* coord_repair.c: called by coord_main(), without the lock */
 void repair_start(void);
 void repair_stop(void);
-/* A reload changed where keys are placed: pass now, not at the interval. */
-void repair_placement_changed(const struct topo *t);
+/* Pass now, not at the interval: a reload changed where keys are placed,
+ * or rzkvctl repair.  t: coord.topo; why: for the log. */
+void repair_soon(const struct topo *t, const char *why);
 
 #endif

@@ -805,29 +805,28 @@ repair_start(void)
 }
 
 /*
- * After a reload that moved keys to new replica sets, a key's new replicas
- * lack it until a pass copies it there, and until then a read may miss
- * it: pass now (after the pass in progress, if any, which finishes with
- * the old placement) rather than up to an interval later.  t: the new
- * coord.topo.
+ * Start a pass now (after the pass in progress, if any) rather than up to
+ * an interval later: after a reload that moved keys to new replica sets,
+ * whose new replicas lack them until a pass copies them there (and a read
+ * may miss them until then), or when an operator asks (rzkvctl repair,
+ * e.g. after a node came back).
  */
 void
-repair_placement_changed(const struct topo *t)
+repair_soon(const struct topo *t, const char *why)
 {
     if (!ae.running) {
         if (coord.instance == 0)
-            log_warnx("placement changed and anti-entropy is off "
-                      "(anti_entropy_interval_ms 0): keys reach their new "
-                      "replicas only when they are read or written");
+            log_warnx("%s, but anti-entropy is off (anti_entropy_interval_ms "
+                      "0): keys reach the replicas that lack them only when "
+                      "they are read or written", why);
         return;
     }
     if (!ae_has_work(t)) {
-        log_info("placement changed: this node's peers compare their keys "
-                 "with it now");
+        log_info("%s: this node compares nothing itself; its peers' passes "
+                 "compare their keys with it", why);
         return;
     }
-    log_info("placement changed: an anti-entropy pass starts now, copying "
-             "keys to their new replicas");
+    log_info("%s: an anti-entropy pass starts now", why);
     nng_mtx_lock(coord.lock);
     ae.soon = 1;
     nng_cv_wake(ae.cv);

@@ -1339,6 +1339,9 @@ storage_main(const struct node_conf *node, const char *cluster_path,
         case WORKER_CMD_RELOAD:
             log_debug("reload: nothing to reload in a storage worker");
             break;
+        case WORKER_CMD_REPAIR:
+            log_warnx("repair: a storage worker does not run anti-entropy");
+            break;
         case WORKER_CMD_EOF:
             log_info("supervisor gone: exiting now");
             _exit(RZKV_EXIT_OK);

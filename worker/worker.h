@@ -49,6 +49,7 @@ enum worker_cmd {
     WORKER_CMD_EOF = 0,     /* the supervisor is gone: exit now */
     WORKER_CMD_STOP,        /* finish in-flight work, then exit 0 */
     WORKER_CMD_RELOAD,      /* re-read the cluster file */
+    WORKER_CMD_REPAIR,      /* coordinator 0: an anti-entropy pass now */
 };
 
 /*
