@@ -161,6 +161,7 @@ control_repair(struct sup *s, char *msg, size_t len)
     }
     sup_send(c, "repair\n");
     log_info("repair: coordinator 0 told to start an anti-entropy pass");
+    /* As ae_has_work() in coord_repair.c decides. */
     if (self >= 0 && (size_t)self + 1 == s->cluster->node_count &&
         s->cluster->replica_count > 1)
         snprintf(msg, len, "node %s is last in the cluster file and "

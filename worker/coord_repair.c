@@ -2,8 +2,9 @@
  * coord_repair.c - anti-entropy: re-replication between a node and its
  * peers.  Coordinator 0 of every node runs it on a thread of its own.
  *
- * Every node.anti_entropy_interval_ms, a pass walks this node's keys in
- * key order, a step at a time (tombstones included):
+ * Every node.anti_entropy_interval_ms, and at once after a reload that
+ * moved keys or on rzkvctl repair (repair_soon), a pass walks this node's
+ * keys in key order, a step at a time (tombstones included):
  *
  *   1. list a page of local keys, merged over the storage workers;
  *   2. list a page of the same key range from every peer listed after
@@ -71,7 +72,7 @@ static struct {
     int running;
     int stop;
     unsigned pending;           /* calls and ops not completed yet */
-    int soon;                   /* pass now: placement changed */
+    int soon;                   /* pass now, not at the interval */
 } ae;
 
 /* The counts of one pass, for its log line and the metrics. */
