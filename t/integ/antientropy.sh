@@ -22,25 +22,10 @@ stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
 tap_cleanup_hook=stop_all
 
 ctl() { "$RZKVCTL" "$@"; }
-# listing A: "key epoch counter writer nonce" per key node A's own storage
-# holds (deleted keys left out), sorted
-listing() {
-    ctl keys -a "$1" --json >"$T/keys.json" 2>/dev/null ||
-        return 1
-    python3 -c "import json
-for k in json.load(open('$T/keys.json'))['keys']:
-    s = k['stamp']
-    print(k['key'], s['epoch'], s['counter'], s['writer'], s['nonce'])" |
-        sort
-}
-# same_lists A B: nodes A and B list the same keys at the same stamps
-same_lists() {
-    listing "$1" >"$T/la" && listing "$2" >"$T/lb" && cmp -s "$T/la" "$T/lb"
-}
 # caught_up WHAT A B: node B's storage comes to list what node A's does,
 # within 20 s, and holds every live key
 caught_up() {
-    ok "$1" wait_until 20 same_lists "$2" "$3" ||
+    ok "$1" wait_until 20 same_listings "$2" "$3" ||
         diag "$2 lists $(wc -l <"$T/la") keys, $3 $(wc -l <"$T/lb")"
     is "  it lists all $((NKEYS + 1)) live keys" "$(wc -l <"$T/lb")" \
         $((NKEYS + 1))

@@ -9,6 +9,12 @@
 #                                directories DIR..., bytes as text (read
 #                                as files, not through rzkvd)
 #   storage_tombstones DIR...    the key of every tombstone row there
+#   node_listing ADDR            "key epoch counter writer nonce" for each
+#                                live key the storage of the node at ADDR
+#                                holds (rzkvctl keys), sorted
+#   same_listings A B            the nodes at A and B list the same keys
+#                                at the same stamps (the listings are
+#                                left in $T/la and $T/lb)
 
 node_metric() {
     local addr
@@ -37,4 +43,18 @@ EOF
 
 storage_tombstones() {
     storage_sql 'SELECT key FROM kv WHERE tombstone = 1' "$@"
+}
+
+node_listing() {
+    "$RZKVCTL" keys -a "$1" --json >"$T/keys.json" 2>/dev/null || return 1
+    python3 -c "import json, sys
+for k in json.load(open(sys.argv[1]))['keys']:
+    s = k['stamp']
+    print(k['key'], s['epoch'], s['counter'], s['writer'], s['nonce'])" \
+        "$T/keys.json" | sort
+}
+
+same_listings() {
+    node_listing "$1" >"$T/la" && node_listing "$2" >"$T/lb" &&
+        cmp -s "$T/la" "$T/lb"
 }
