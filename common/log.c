@@ -164,3 +164,22 @@ log_panic(const char *func, const char *fmt, ...)
     va_end(ap);
     abort();
 }
+
+int
+log_rate_take(struct log_rate *r, time_t now, unsigned per_s,
+              unsigned *dropped)
+{
+    *dropped = 0;
+    if (now != r->second) {
+        *dropped = r->dropped;
+        r->second = now;
+        r->lines = 0;
+        r->dropped = 0;
+    }
+    if (r->lines >= per_s) {
+        r->dropped++;
+        return 0;
+    }
+    r->lines++;
+    return 1;
+}

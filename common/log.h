@@ -15,6 +15,7 @@
 #define RZKV_LOG_H
 
 #include <stdarg.h>
+#include <time.h>
 
 enum log_level {
     LOG_LEVEL_ERROR = 0,
@@ -54,6 +55,24 @@ _Noreturn void log_panic(const char *func, const char *fmt, ...)
 /* For a state that can't be fixed by a restart (bad config, corrupt data). */
 #define fatalx_config(...) log_fatal(__func__, 0, RZKV_EXIT_CONFIG, __VA_ARGS__)
 #define panic(...)  log_panic(__func__, __VA_ARGS__)
+
+/*
+ * A budget of log lines a second, for lines that bad input or a fault
+ * could repeat thousands of times a second.  Not locked: a caller shared
+ * by threads locks it, or accepts a line more or less.
+ */
+struct log_rate {
+    time_t second;              /* the second being counted */
+    unsigned lines;             /* lines taken in it */
+    unsigned dropped;           /* lines refused in it */
+};
+/*
+ * May one more line go out at now (time(NULL)), per_s a second at most?
+ * On the first call of a new second, *dropped is how many lines the last
+ * counted second refused (for a "N more not logged" line); else 0.
+ */
+int log_rate_take(struct log_rate *r, time_t now, unsigned per_s,
+                  unsigned *dropped);
 
 #include "contract.h"
 

@@ -92,24 +92,18 @@ srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
 void
 coord_log_bad_at(const char *func, const char *fmt, ...)
 {
-    static nng_time window;
-    static unsigned lines, dropped;
+    static struct log_rate rate;
+    unsigned dropped;
     char text[512];
     va_list ap;
 
     /* Called from any callback thread; a racy counter only risks a line
      * more or less. */
-    nng_time now = nng_clock();
-    if (now - window >= 1000) {
-        if (dropped > 0)
-            log_warnx("%u more bad requests not logged", dropped);
-        window = now;
-        lines = dropped = 0;
-    }
-    if (++lines > 5) {
-        dropped++;
+    int show = log_rate_take(&rate, time(NULL), 5, &dropped);
+    if (dropped > 0)
+        log_warnx("%u more bad requests not logged", dropped);
+    if (!show)
         return;
-    }
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);

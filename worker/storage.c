@@ -143,8 +143,7 @@ struct storage {
     uint64_t max_value;
     struct store *store;
     struct store_stats counted; /* writer: commits, fsyncs in metrics */
-    time_t expired_second;      /* writer: rate limit of expiry lines */
-    unsigned expired_unlogged;
+    struct log_rate expired_rate;   /* writer: expiry lines */
     int listen_fd;
     struct sctx ctxs[STORAGE_CONTEXTS];
     pthread_mutex_t free_lock;
@@ -165,10 +164,8 @@ struct storage {
     int writer_quit;
     int replier_quit;
 
-    pthread_mutex_t bad_lock;   /* rate limit of bad-request log lines */
-    time_t bad_second;
-    unsigned bad_logged;
-    unsigned bad_dropped;
+    pthread_mutex_t bad_lock;   /* guards bad_rate */
+    struct log_rate bad_rate;   /* bad-request log lines */
 };
 
 static struct storage self;     /* large (contexts): not on the stack */
@@ -182,22 +179,11 @@ bad_request(struct storage *sw, const char *fmt, ...)
 static void
 bad_request(struct storage *sw, const char *fmt, ...)
 {
-    time_t now = time(NULL);
-    unsigned dropped = 0;
-    int show;
+    unsigned dropped;
 
     pthread_mutex_lock(&sw->bad_lock);
-    if (now != sw->bad_second) {
-        dropped = sw->bad_dropped;
-        sw->bad_second = now;
-        sw->bad_logged = 0;
-        sw->bad_dropped = 0;
-    }
-    show = sw->bad_logged < STORAGE_BAD_LOG_PER_S;
-    if (show)
-        sw->bad_logged++;
-    else
-        sw->bad_dropped++;
+    int show = log_rate_take(&sw->bad_rate, time(NULL),
+                             STORAGE_BAD_LOG_PER_S, &dropped);
     pthread_mutex_unlock(&sw->bad_lock);
 
     if (dropped)
@@ -672,7 +658,7 @@ handle_batch(struct sctx *c)
 static void
 write_expired(struct storage *sw, struct op_out *o, uint64_t late_ms)
 {
-    time_t now = time(NULL);
+    unsigned dropped;
 
     o->kind = OP_ANSWERED;
     o->res.refused = 1;
@@ -680,17 +666,13 @@ write_expired(struct storage *sw, struct op_out *o, uint64_t late_ms)
     o->res.message = "write expired before this replica could apply it; "
                      "not applied";
     metrics_add(&metrics->u.storage.writes_expired, 1);
-    if (now == sw->expired_second) {
-        sw->expired_unlogged++;
+    if (!log_rate_take(&sw->expired_rate, time(NULL), 1, &dropped))
         return;
-    }
     log_warnx("refused a write that arrived %" PRIu64 " ms after it "
               "expired (and %u more since the last such line): it was held "
               "up, by a stopped process or the network, or the nodes' "
               "clocks are further apart than cluster.max_clock_skew_ms",
-              late_ms, sw->expired_unlogged);
-    sw->expired_second = now;
-    sw->expired_unlogged = 0;
+              late_ms, dropped);
 }
 
 /* Apply one batch's operations inside the open transaction. */
