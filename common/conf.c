@@ -1634,6 +1634,17 @@ conf_cluster_find(const struct cluster_conf *c, const char *id)
 }
 
 int
+conf_antientropy_has_work(const struct cluster_conf *c,
+                          const struct node_conf *n)
+{
+    int self = conf_cluster_find(c, n->id);
+
+    return self >= 0 &&
+           ((size_t)self + 1 < c->node_count ||
+            (c->replica_count == 1 && n->tombstone_purge_delay_ms > 0));
+}
+
+int
 conf_node_in_cluster(const struct node_conf *n, const struct cluster_conf *c,
                      char *err, size_t errlen)
 {

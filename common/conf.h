@@ -91,6 +91,15 @@ void conf_cluster_free(struct cluster_conf *c);
 /* Index of node id in c->nodes, or -1. */
 int conf_cluster_find(const struct cluster_conf *c, const char *id);
 
+/*
+ * Whether node n's anti-entropy passes do anything in cluster c (rzkv(7)):
+ * each node compares itself with the nodes after it in the file, so the
+ * last compares nothing, but with replica_count 1 it is the first replica
+ * of the keys it alone holds, whose tombstones it purges if purging is on.
+ */
+int conf_antientropy_has_work(const struct cluster_conf *c,
+                              const struct node_conf *n);
+
 /* 0 if node n->id is one of c's nodes; -1 with a message in err. */
 int conf_node_in_cluster(const struct node_conf *n,
                          const struct cluster_conf *c, char *err,

@@ -147,7 +147,6 @@ static int
 control_repair(struct sup *s, char *msg, size_t len)
 {
     struct sup_child *c = &s->groups[SUP_COORD].children[0];
-    int self = conf_cluster_find(s->cluster, s->node->id);
 
     if (s->node->anti_entropy_interval_ms <= 0) {
         snprintf(msg, len, "anti-entropy is off on node %s "
@@ -161,9 +160,7 @@ control_repair(struct sup *s, char *msg, size_t len)
     }
     sup_send(c, "repair\n");
     log_info("repair: coordinator 0 told to start an anti-entropy pass");
-    /* As ae_has_work() in coord_repair.c decides. */
-    if (self >= 0 && (size_t)self + 1 == s->cluster->node_count &&
-        s->cluster->replica_count > 1)
+    if (!conf_antientropy_has_work(s->cluster, s->node))
         snprintf(msg, len, "node %s is last in the cluster file and "
                  "compares nothing itself: the other nodes' passes compare "
                  "their keys with it", s->node->id);

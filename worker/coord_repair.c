@@ -693,18 +693,6 @@ out:
 
 /* ---- the pass and its thread ---------------------------------------------- */
 
-/* Whether this node's passes do anything under t.  The last node of the
- * file compares nothing itself: its peers compare their pairs with it.
- * It is the first replica only of the keys it alone holds (replica_count
- * 1), whose tombstones it purges. */
-static int
-ae_has_work(const struct topo *t)
-{
-    return (size_t)t->self + 1 < t->conf->node_count ||
-           (t->conf->replica_count == 1 &&
-            coord.node->tombstone_purge_delay_ms > 0);
-}
-
 static void
 ae_pass(const struct topo *t)
 {
@@ -713,7 +701,9 @@ ae_pass(const struct topo *t)
     nng_time began = nng_clock();
     int rv;
 
-    if (!ae_has_work(t))
+    /* The last node of the file compares nothing itself: its peers
+     * compare their pairs with it. */
+    if (!conf_antientropy_has_work(t->conf, coord.node))
         return;
 
     for (;;) {
@@ -822,7 +812,7 @@ repair_soon(const struct topo *t, const char *why)
                       "they are read or written", why);
         return;
     }
-    if (!ae_has_work(t)) {
+    if (!conf_antientropy_has_work(t->conf, coord.node)) {
         log_info("%s: this node compares nothing itself; its peers' passes "
                  "compare their keys with it", why);
         return;

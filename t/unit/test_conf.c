@@ -453,6 +453,40 @@ test_quorum_defaults_and_bounds(void **state)
     (void)state;
 }
 
+/* Which node's anti-entropy passes do something: all but the last of the
+ * file; the last too with replica_count 1 and purging on. */
+static void
+test_antientropy_has_work(void **state)
+{
+    static const struct {
+        int replica_count;
+        const char *id;
+        int purge_delay_ms, want;
+    } cases[] = {
+        { 3, "1", 3600000, 1 }, { 3, "2", 3600000, 1 },
+        { 3, "3", 3600000, 0 }, { 3, "3", 0, 0 },
+        { 1, "3", 3600000, 1 }, { 1, "3", 0, 0 },
+        { 1, "1", 0, 1 }, { 3, "9", 3600000, 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "cluster:\n  replica_count: %d\n" NODES3,
+                 cases[i].replica_count);
+        struct cluster_conf *cc = cluster_ok(text);
+        snprintf(text, sizeof(text), "node: {id: \"%s\", local_address: "
+                 "\":1\", tombstone_purge_delay_ms: %d}\n", cases[i].id,
+                 cases[i].purge_delay_ms);
+        struct node_conf *nc = node_ok(text);
+        if (conf_antientropy_has_work(cc, nc) != cases[i].want)
+            fail_msg("case %zu: node %s, replica_count %d, purge delay %d: "
+                     "want %d", i, cases[i].id, cases[i].replica_count,
+                     cases[i].purge_delay_ms, cases[i].want);
+        conf_node_free(nc);
+        conf_cluster_free(cc);
+    }
+    (void)state;
+}
+
 static void
 test_bad_address(void **state)
 {
@@ -864,6 +898,7 @@ main(void)
         cmocka_unit_test(test_duplicate_node_id),
         cmocka_unit_test(test_replica_count_bounds),
         cmocka_unit_test(test_quorum_defaults_and_bounds),
+        cmocka_unit_test(test_antientropy_has_work),
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_duplicate_address),
         cmocka_unit_test(test_empty_node_list),
