@@ -20,20 +20,22 @@
  *  - Checkpoints (copying the WAL back into the main file) run in a
  *    thread of their own, on their own connection: done in the commit
  *    path, as SQLite does by default, they took ~25% of the writer's time
- *    under random writes (~20 ms each, every ~100 ms).  The writer wakes
- *    the checkpointer after any commit that leaves the WAL holding
- *    STORE_WAL_CHECKPOINT_BYTES or more.  SQLite starts the WAL over
- *    only when a write transaction begins with every frame copied, so
- *    under steady writes that is most commits: small checkpoints, whose
- *    fsync shares the disk with the commits' fsyncs only briefly
- *    (measured, 1 KiB sets at c = 64: p99 73 ms at 16 MiB, 37 ms at
- *    2 MiB, 35 ms at 1 MiB, same throughput), and a WAL that stays
- *    short.  Waking it per 2 MiB of new frames instead made checkpoints
- *    6x rarer at the same throughput, but the WAL then grew to
- *    STORE_WAL_FORCE_BYTES before it could start over (bench/RESULTS.md).
- *    Only when the WAL outgrows STORE_WAL_FORCE_BYTES does the writer
- *    checkpoint itself, so a checkpointer that can't keep up slows
- *    writers instead of letting the WAL grow without bound.
+ *    under random writes (~20 ms each, every ~100 ms).  But SQLite starts
+ *    the WAL over only when a write transaction begins with every frame
+ *    already copied, which a writer that never waits (a saturated node)
+ *    never sees: the WAL grew to tens of MiB, a checkpoint ran after
+ *    nearly every commit, each with two fsyncs and a sort of the WAL's
+ *    last 4,096-frame index segment: half the engine's CPU a write
+ *    (bench/engine_bench: 35 -> 16 us a 1 KiB write, 48 -> 28 at 10 KiB,
+ *    247 -> 69 at one write a commit).  So the WAL goes in cycles
+ *    of STORE_WAL_CHECKPOINT_BYTES: the checkpointer copies an eighth of
+ *    a cycle at a time, and once the WAL holds a cycle and the
+ *    checkpointer is at most a sixteenth behind, the writer copies the
+ *    rest after its commit (~1 ms) and its next transaction starts the
+ *    WAL over.  Only if the WAL outgrows STORE_WAL_FORCE_BYTES (a reader
+ *    held an old snapshot, or the checkpointer can't keep up) does the
+ *    writer copy everything, so writers slow down instead of the WAL
+ *    growing without bound.
  */
 #include "config.h"
 
@@ -55,7 +57,7 @@
 #define STORE_READERS_MAX   8
 #define STORE_BUSY_MS       10000
 #define STORE_READER_MMAP   "1073741824"    /* bytes of the file mapped */
-#define STORE_WAL_CHECKPOINT_BYTES  (2u << 20)    /* wake the checkpointer */
+#define STORE_WAL_CHECKPOINT_BYTES  (2u << 20)    /* a WAL cycle */
 #define STORE_WAL_FORCE_BYTES       (256u << 20)  /* the writer checkpoints */
 
 struct store_reader {
@@ -97,13 +99,18 @@ struct store {
     sqlite3 *ck_db;
     pthread_t ck_thread;
     int ck_started;
-    int ck_frames;                  /* WAL frames that wake it */
-    int force_frames;               /* WAL frames at which the writer does */
+    int ck_frames;                  /* WAL frames in a cycle */
+    int ck_step;                    /* new frames that wake it */
+    int ck_rest;                    /* frames the writer copies at most */
+    int force_frames;               /* the writer copies all, whatever */
 
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t reader_freed;
     pthread_cond_t ck_wake;
     int ck_wanted;
+    int ck_running;
+    int ck_log;                     /* WAL frames at the checkpointer's
+                                     * last run in this cycle, or 0 */
     int ck_quit;
     struct clock clock;             /* committed */
     struct store_stats stats;
@@ -631,24 +638,44 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
 
 /* ---- checkpoints -------------------------------------------------------- */
 
-/* Called by SQLite on the writer connection after each commit. */
+/*
+ * Called by SQLite on the writer connection after each commit; frames is
+ * the WAL's size.  The checkpointer copies frames in the background, woken
+ * once ck_step have come since its last run.  Once the WAL holds a cycle
+ * (ck_frames) and the checkpointer has copied all but ck_rest of them,
+ * the writer copies those itself, so that its next transaction finds
+ * every frame copied and starts the WAL over.  It waits for that only to
+ * twice a cycle.  (A WAL that shrank started over by itself; ck_log >
+ * frames is a run of the WAL before.)
+ */
 static int
 wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     struct store *s = arg;
+    int copy_rest = 0;
 
+    if (frames < s->ck_step)
+        return SQLITE_OK;
+    pthread_mutex_lock(&s->lock);
     if (frames >= s->force_frames) {
-        /* Backpressure: the checkpointer is behind. */
-        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
-                                      NULL, NULL) == SQLITE_OK) {
-            pthread_mutex_lock(&s->lock);
-            s->stats.checkpoints++;
-            pthread_mutex_unlock(&s->lock);
+        copy_rest = 1;          /* backpressure: the checkpointer is behind */
+    } else if (!s->ck_wanted && !s->ck_running) {
+        int copied = s->ck_log <= frames ? s->ck_log : 0;
+        if (frames >= s->ck_frames && copied > 0 &&
+            (frames - copied <= s->ck_rest || frames >= 2 * s->ck_frames))
+            copy_rest = 1;
+        else if (frames - copied >= s->ck_step) {
+            s->ck_wanted = 1;
+            pthread_cond_signal(&s->ck_wake);
         }
-    } else if (frames >= s->ck_frames) {
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (copy_rest && sqlite3_wal_checkpoint_v2(db, name,
+                                               SQLITE_CHECKPOINT_PASSIVE,
+                                               NULL, NULL) == SQLITE_OK) {
         pthread_mutex_lock(&s->lock);
-        s->ck_wanted = 1;
-        pthread_cond_signal(&s->ck_wake);
+        s->stats.checkpoints++;
+        s->ck_log = 0;          /* the next cycle */
         pthread_mutex_unlock(&s->lock);
     }
     return SQLITE_OK;
@@ -666,15 +693,20 @@ checkpointer_main(void *arg)
         if (s->ck_quit)
             break;
         s->ck_wanted = 0;
+        s->ck_running = 1;
         pthread_mutex_unlock(&s->lock);
         /* PASSIVE: never blocks the writer or readers; what it can't copy
          * now is copied next time. */
+        int log = 0;
         int rc = sqlite3_wal_checkpoint_v2(s->ck_db, NULL,
-                                           SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           SQLITE_CHECKPOINT_PASSIVE, &log,
                                            NULL);
         pthread_mutex_lock(&s->lock);
-        if (rc == SQLITE_OK)
+        s->ck_running = 0;
+        if (rc == SQLITE_OK) {
             s->stats.checkpoints++;
+            s->ck_log = log;
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -690,6 +722,8 @@ start_checkpointer(struct store *s, const struct store_config *cfg,
     size_t force = STORE_WAL_FORCE_BYTES > 4 * bytes ? STORE_WAL_FORCE_BYTES
                                                      : 4 * bytes;
     s->ck_frames = (int)(bytes / s->page_size) + 1;
+    s->ck_step = s->ck_frames / 8 + 1;
+    s->ck_rest = s->ck_frames / 16 + 1;
     s->force_frames = (int)(force / s->page_size) + 1;
 
     if (sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE |

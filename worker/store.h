@@ -63,8 +63,8 @@ struct store_config {
     int shard;              /* this worker's instance */
     int shard_count;        /* node.storage_workers */
     int sync_full;          /* 1: synchronous=FULL (fsync each commit) */
-    size_t checkpoint_bytes;/* WAL size that starts a checkpoint in the
-                             * background (0: 2 MiB) */
+    size_t checkpoint_bytes;/* WAL bytes in a checkpoint cycle (0: 2 MiB);
+                             * the WAL starts over after about 1.5 times */
 };
 
 /* One version of a key.  Pointers are not owned. */

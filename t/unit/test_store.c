@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -523,6 +524,50 @@ test_refuses_corrupt(void **state)
     assert_non_null(strstr(f->err, "quick_check"));
 }
 
+/* Back-to-back commits, as on a saturated node: the WAL still starts
+ * over every cycle instead of growing until the writer is forced to
+ * checkpoint (before: ~10 MiB here, every checkpoint sorting it). */
+static void
+test_wal_starts_over(void **state)
+{
+    struct fixture *f = *state;
+    struct store_config cfg = { f->path, 0, 1, 1, 64 * 1024 };
+    struct store *s = NULL;
+    char key[16], value[1024], wal[sizeof(f->path) + 8];
+    struct stat sb;
+    int applied;
+
+    assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)), STORE_OK);
+    memset(value, 'w', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int t = 0; t < 600; t++) {
+        assert_int_equal(store_begin(s), 0);
+        for (int i = 0; i < 4; i++) {
+            snprintf(key, sizeof(key), "w%03d", (t * 4 + i) % 200);
+            struct store_entry e = entry(key, 1, (uint64_t)t + 1, "w", 0,
+                                         value);
+            assert_int_equal(store_apply(s, &e, &applied), 0);
+        }
+        assert_int_equal(store_commit(s, 4), 0);
+    }
+    /* The file keeps the size of the WAL at its largest. */
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size < 1024 * 1024);
+    store_close(s);
+
+    s = open_ok(f, 0, 1);
+    struct store_reader *r = store_reader_get(s);
+    struct store_item it;
+    assert_int_equal(store_get(r, "w199", 4, &it), 1);
+    assert_int_equal(it.e.stamp.counter, 600);
+    assert_int_equal(it.e.value_len, strlen(value));
+    assert_memory_equal(it.e.value, value, strlen(value));
+    store_item_free(&it);
+    store_reader_put(s, r);
+    store_close(s);
+}
+
 /* A small checkpoint size: the background checkpointer runs, and the data
  * it copied into the main file reads back after a reopen. */
 static void
@@ -727,6 +772,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_format_1, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wal_starts_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_background_checkpoints, setup,
                                         teardown),
