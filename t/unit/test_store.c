@@ -524,32 +524,61 @@ test_refuses_corrupt(void **state)
     assert_non_null(strstr(f->err, "quick_check"));
 }
 
+/* rounds transactions of per writes of value, to keys "<prefix>NNN" in
+ * turn over keyspace of them; round t writes counter t + 1. */
+static void
+write_rounds(struct store *s, const char *prefix, int rounds, int per,
+             int keyspace, const char *value, useconds_t pause)
+{
+    char key[16];
+    int applied;
+
+    for (int t = 0; t < rounds; t++) {
+        assert_int_equal(store_begin(s), 0);
+        for (int i = 0; i < per; i++) {
+            snprintf(key, sizeof(key), "%s%03d", prefix,
+                     (t * per + i) % keyspace);
+            struct store_entry e = entry(key, 1, (uint64_t)t + 1, "w", 0,
+                                         value);
+            assert_int_equal(store_apply(s, &e, &applied), 0);
+        }
+        assert_int_equal(store_commit(s, (uint64_t)per), 0);
+        if (pause > 0)
+            usleep(pause);
+    }
+}
+
+/* key holds counter and value (values too long for held()). */
+static void
+assert_holds(struct store *s, const char *key, uint64_t counter,
+             const char *value)
+{
+    struct store_reader *r = store_reader_get(s);
+    struct store_item it;
+    assert_int_equal(store_get(r, key, strlen(key), &it), 1);
+    assert_int_equal(it.e.stamp.counter, counter);
+    assert_int_equal(it.e.value_len, strlen(value));
+    assert_memory_equal(it.e.value, value, strlen(value));
+    store_item_free(&it);
+    store_reader_put(s, r);
+}
+
 /* Back-to-back commits, as on a saturated node: the WAL still starts
  * over every cycle instead of growing until the writer is forced to
- * checkpoint (before: ~10 MiB here, every checkpoint sorting it). */
+ * checkpoint (before: several MiB here, every checkpoint sorting it). */
 static void
 test_wal_starts_over(void **state)
 {
     struct fixture *f = *state;
     struct store_config cfg = { f->path, 0, 1, 1, 64 * 1024 };
     struct store *s = NULL;
-    char key[16], value[1024], wal[sizeof(f->path) + 8];
+    char value[1024], wal[sizeof(f->path) + 8];
     struct stat sb;
-    int applied;
 
     assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)), STORE_OK);
     memset(value, 'w', sizeof(value) - 1);
     value[sizeof(value) - 1] = '\0';
-    for (int t = 0; t < 600; t++) {
-        assert_int_equal(store_begin(s), 0);
-        for (int i = 0; i < 4; i++) {
-            snprintf(key, sizeof(key), "w%03d", (t * 4 + i) % 200);
-            struct store_entry e = entry(key, 1, (uint64_t)t + 1, "w", 0,
-                                         value);
-            assert_int_equal(store_apply(s, &e, &applied), 0);
-        }
-        assert_int_equal(store_commit(s, 4), 0);
-    }
+    write_rounds(s, "w", 600, 4, 200, value, 0);
     /* The file keeps the size of the WAL at its largest. */
     snprintf(wal, sizeof(wal), "%s-wal", f->path);
     assert_int_equal(stat(wal, &sb), 0);
@@ -557,14 +586,7 @@ test_wal_starts_over(void **state)
     store_close(s);
 
     s = open_ok(f, 0, 1);
-    struct store_reader *r = store_reader_get(s);
-    struct store_item it;
-    assert_int_equal(store_get(r, "w199", 4, &it), 1);
-    assert_int_equal(it.e.stamp.counter, 600);
-    assert_int_equal(it.e.value_len, strlen(value));
-    assert_memory_equal(it.e.value, value, strlen(value));
-    store_item_free(&it);
-    store_reader_put(s, r);
+    assert_holds(s, "w199", 600, value);
     store_close(s);
 }
 
@@ -577,23 +599,12 @@ test_background_checkpoints(void **state)
     struct store_config cfg = { f->path, 0, 1, 1, 64 * 1024 };
     struct store *s = NULL;
     struct store_stats st;
-    char key[16], value[1024];
-    int applied;
+    char value[1024];
 
     assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)), STORE_OK);
     memset(value, 'c', sizeof(value) - 1);
     value[sizeof(value) - 1] = '\0';
-    for (int t = 0; t < 40; t++) {
-        assert_int_equal(store_begin(s), 0);
-        for (int i = 0; i < 10; i++) {
-            snprintf(key, sizeof(key), "ck%03d", t * 10 + i);
-            struct store_entry e = entry(key, 1, (uint64_t)t + 1, "w", 0,
-                                         value);
-            assert_int_equal(store_apply(s, &e, &applied), 0);
-        }
-        assert_int_equal(store_commit(s, 10), 0);
-        usleep(2000);
-    }
+    write_rounds(s, "ck", 40, 10, 400, value, 2000);
     for (int i = 0; i < 200; i++) {
         store_stats(s, &st);
         if (st.checkpoints > 0)
@@ -606,14 +617,7 @@ test_background_checkpoints(void **state)
     s = open_ok(f, 0, 1);
     store_stats(s, &st);
     assert_int_equal(st.entries, 400);
-    struct store_reader *r = store_reader_get(s);
-    struct store_item it;
-    assert_int_equal(store_get(r, "ck399", 5, &it), 1);
-    assert_int_equal(it.e.stamp.counter, 40);
-    assert_int_equal(it.e.value_len, strlen(value));
-    assert_memory_equal(it.e.value, value, strlen(value));
-    store_item_free(&it);
-    store_reader_put(s, r);
+    assert_holds(s, "ck399", 40, value);
     store_close(s);
 }
 
