@@ -26,16 +26,16 @@
  *    never sees: the WAL grew to tens of MiB, a checkpoint ran after
  *    nearly every commit, each with two fsyncs and a sort of the WAL's
  *    last 4,096-frame index segment: half the engine's CPU a write
- *    (bench/engine_bench: 35 -> 16 us a 1 KiB write, 48 -> 28 at 10 KiB,
- *    247 -> 69 at one write a commit).  So the WAL goes in cycles
- *    of STORE_WAL_CHECKPOINT_BYTES: the checkpointer copies an eighth of
- *    a cycle at a time, and once the WAL holds a cycle and the
- *    checkpointer is at most a sixteenth behind, the writer copies the
- *    rest after its commit (~1 ms) and its next transaction starts the
- *    WAL over.  Only if the WAL outgrows STORE_WAL_FORCE_BYTES (a reader
- *    held an old snapshot, or the checkpointer can't keep up) does the
- *    writer copy everything, so writers slow down instead of the WAL
- *    growing without bound.
+ *    (bench/engine_bench: 36 -> 20 us a 1 KiB write, 51 -> 35 at 10 KiB,
+ *    230 -> 71 at one write a commit).  So the WAL goes in cycles of
+ *    STORE_WAL_CHECKPOINT_BYTES: the checkpointer copies an eighth of a
+ *    cycle at a time, and once the WAL holds a cycle and the checkpointer
+ *    is at most a sixteenth behind, the writer copies the rest before its
+ *    next transaction (~1 ms, after its commit's writes are answered),
+ *    which starts the WAL over.  Only if the WAL outgrows
+ *    STORE_WAL_FORCE_BYTES (a reader held an old snapshot, or the
+ *    checkpointer can't keep up) does the writer copy everything, so
+ *    writers slow down instead of the WAL growing without bound.
  */
 #include "config.h"
 
@@ -103,6 +103,8 @@ struct store {
     int ck_step;                    /* new frames that wake it */
     int ck_rest;                    /* frames the writer copies at most */
     int force_frames;               /* the writer copies all, whatever */
+    int copy_pending;               /* the writer copies before its next
+                                     * transaction (writer thread only) */
 
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t reader_freed;
@@ -643,42 +645,52 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
  * the WAL's size.  The checkpointer copies frames in the background, woken
  * once ck_step have come since its last run.  Once the WAL holds a cycle
  * (ck_frames) and the checkpointer has copied all but ck_rest of them,
- * the writer copies those itself, so that its next transaction finds
- * every frame copied and starts the WAL over.  It waits for that only to
- * twice a cycle.  (A WAL that shrank started over by itself; ck_log >
- * frames is a run of the WAL before.)
+ * the writer copies those itself before its next transaction (after this
+ * commit's writes are answered), which then finds every frame copied and
+ * starts the WAL over.  It waits for that only to twice a cycle.  (A WAL
+ * that shrank started over by itself; ck_log > frames is a run of the
+ * WAL before.)
  */
 static int
 wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     struct store *s = arg;
-    int copy_rest = 0;
 
+    (void)db;
+    (void)name;
     if (frames < s->ck_step)
         return SQLITE_OK;
     pthread_mutex_lock(&s->lock);
     if (frames >= s->force_frames) {
-        copy_rest = 1;          /* backpressure: the checkpointer is behind */
+        s->copy_pending = 1;    /* backpressure: the checkpointer is behind */
     } else if (!s->ck_wanted && !s->ck_running) {
         int copied = s->ck_log <= frames ? s->ck_log : 0;
         if (frames >= s->ck_frames && copied > 0 &&
             (frames - copied <= s->ck_rest || frames >= 2 * s->ck_frames))
-            copy_rest = 1;
+            s->copy_pending = 1;
         else if (frames - copied >= s->ck_step) {
             s->ck_wanted = 1;
             pthread_cond_signal(&s->ck_wake);
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (copy_rest && sqlite3_wal_checkpoint_v2(db, name,
-                                               SQLITE_CHECKPOINT_PASSIVE,
-                                               NULL, NULL) == SQLITE_OK) {
+    return SQLITE_OK;
+}
+
+/* Before a write transaction: the copy wal_hook asked for. */
+static void
+copy_rest(struct store *s)
+{
+    if (!s->copy_pending)
+        return;
+    s->copy_pending = 0;
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                  NULL, NULL) == SQLITE_OK) {
         pthread_mutex_lock(&s->lock);
         s->stats.checkpoints++;
         s->ck_log = 0;          /* the next cycle */
         pthread_mutex_unlock(&s->lock);
     }
-    return SQLITE_OK;
 }
 
 static void *
@@ -878,6 +890,7 @@ store_errmsg(struct store *s)
 int
 store_begin(struct store *s)
 {
+    copy_rest(s);
     int rc = sqlite3_step(s->w_begin);
     sqlite3_reset(s->w_begin);
     pthread_mutex_lock(&s->lock);
