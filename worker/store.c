@@ -101,7 +101,8 @@ struct store {
     int ck_started;
     int ck_frames;                  /* WAL frames in a cycle */
     int ck_step;                    /* new frames that wake it */
-    int ck_rest;                    /* frames the writer copies at most */
+    int ck_rest;                    /* frames it may be behind when the
+                                     * writer finishes a cycle */
     int force_frames;               /* the writer copies all, whatever */
     int copy_pending;               /* the writer copies before its next
                                      * transaction (writer thread only) */
@@ -644,17 +645,18 @@ open_writer(struct store *s, const struct store_config *cfg, char *err,
  * Called by SQLite on the writer connection after each commit; frames is
  * the WAL's size.  The checkpointer copies frames in the background, woken
  * once ck_step have come since its last run.  Once the WAL holds a cycle
- * (ck_frames) and the checkpointer has copied all but ck_rest of them,
- * the writer copies those itself before its next transaction (after this
- * commit's writes are answered), which then finds every frame copied and
- * starts the WAL over.  It waits for that only to twice a cycle.  (A WAL
- * that shrank started over by itself; ck_log > frames is a run of the
- * WAL before.)
+ * (ck_frames) and the checkpointer is at most ck_rest frames behind (or,
+ * should it never get that close, once the WAL holds two cycles), the
+ * writer copies the rest itself before its next transaction, after this
+ * commit's writes are answered; that transaction then finds every frame
+ * copied and starts the WAL over.  (ck_log > frames: the checkpointer's
+ * last run saw a WAL that has since started over by itself.)
  */
 static int
 wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     struct store *s = arg;
+    int copy = 0;
 
     (void)db;
     (void)name;
@@ -662,18 +664,20 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
         return SQLITE_OK;
     pthread_mutex_lock(&s->lock);
     if (frames >= s->force_frames) {
-        s->copy_pending = 1;    /* backpressure: the checkpointer is behind */
+        copy = 1;               /* backpressure: the checkpointer is behind */
     } else if (!s->ck_wanted && !s->ck_running) {
         int copied = s->ck_log <= frames ? s->ck_log : 0;
         if (frames >= s->ck_frames && copied > 0 &&
             (frames - copied <= s->ck_rest || frames >= 2 * s->ck_frames))
-            s->copy_pending = 1;
+            copy = 1;
         else if (frames - copied >= s->ck_step) {
             s->ck_wanted = 1;
             pthread_cond_signal(&s->ck_wake);
         }
     }
     pthread_mutex_unlock(&s->lock);
+    if (copy)
+        s->copy_pending = 1;
     return SQLITE_OK;
 }
 
