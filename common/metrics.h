@@ -35,7 +35,7 @@
 #define METRICS_DIR         "metrics"       /* under node.run_dir */
 #define METRICS_PATH_FMT    "%s/" METRICS_DIR "/%s-%d.shm"
 #define METRICS_MAGIC       UINT32_C(0x4d4b5a52)    /* "RZKM" */
-#define METRICS_VERSION     7
+#define METRICS_VERSION     8
 
 typedef _Atomic uint64_t metrics_counter;
 
@@ -166,6 +166,7 @@ struct metrics_storage {
     metrics_counter fsyncs;
     metrics_counter checkpoints;                    /* as of the last
                                                      * commit */
+    metrics_counter wal_restarts;
     metrics_counter commit_failures;
     metrics_counter writes_expired;                 /* refused: arrived
                                                      * past expires_ms */

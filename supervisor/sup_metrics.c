@@ -65,6 +65,7 @@
  *	           rzkv_storage_commit_duration_seconds (histogram),
  *	           rzkv_storage_commits_total, rzkv_storage_fsyncs_total,
  *	           rzkv_storage_checkpoints_total,
+ *	           rzkv_storage_wal_restarts_total,
  *	           rzkv_storage_commit_failures_total,
  *	           rzkv_storage_writes_expired_total, rzkv_storage_entries,
  *	           rzkv_storage_bytes, rzkv_clock_epoch
@@ -627,6 +628,11 @@ emit_storage_values(const struct sup *s, const struct snapshot *snap,
           "WAL checkpoints completed (copies of the log into the database "
           "file), counted at the next commit.",
           offsetof(struct metrics_storage, checkpoints) },
+        { "rzkv_storage_wal_restarts_total", "counter",
+          "Commits that wrote the write-ahead log from its start again, "
+          "every frame before them copied (about every 2 MiB written; if "
+          "it stops while writes go on, something holds an old snapshot).",
+          offsetof(struct metrics_storage, wal_restarts) },
         { "rzkv_storage_commit_failures_total", "counter",
           "Write transactions that failed and were rolled back.",
           offsetof(struct metrics_storage, commit_failures) },

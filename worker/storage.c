@@ -798,6 +798,7 @@ commit_metrics(struct storage *sw, int ok, size_t ops, uint64_t commit_ns)
     metrics_add(&m->commits, st.commits - sw->counted.commits);
     metrics_add(&m->fsyncs, st.fsyncs - sw->counted.fsyncs);
     metrics_add(&m->checkpoints, st.checkpoints - sw->counted.checkpoints);
+    metrics_add(&m->wal_restarts, st.wal_restarts - sw->counted.wal_restarts);
     metrics_lat_observe(&m->commit_duration, commit_ns, 1);
     metrics_set(&m->entries, st.entries);
     metrics_size_observe(&m->group_commit_ops, ops);

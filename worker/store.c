@@ -106,6 +106,7 @@ struct store {
     int force_frames;               /* the writer copies all, whatever */
     int copy_pending;               /* the writer copies before its next
                                      * transaction (writer thread only) */
+    int wal_frames;                 /* WAL size after the last commit */
 
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t reader_freed;
@@ -660,6 +661,12 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
     (void)db;
     (void)name;
+    if (frames < s->wal_frames) {       /* this commit started it over */
+        pthread_mutex_lock(&s->lock);
+        s->stats.wal_restarts++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    s->wal_frames = frames;
     if (frames < s->ck_step)
         return SQLITE_OK;
     pthread_mutex_lock(&s->lock);

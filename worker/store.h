@@ -90,6 +90,7 @@ struct store_stats {
     uint64_t fsyncs;        /* WAL fsyncs by commits (0 in NORMAL mode) */
     uint64_t ops_committed; /* operations in those transactions */
     uint64_t checkpoints;   /* WAL checkpoints completed */
+    uint64_t wal_restarts;  /* commits that wrote the WAL from its start */
     uint64_t purged;        /* tombstones removed by store_purge() */
     uint64_t upgraded_from; /* format the file had at open, if older */
     uint64_t epoch;         /* epoch of this start */

@@ -54,7 +54,7 @@ until_is() {
 export -f http scrape m msum health
 export T PROM
 
-plan 57
+plan 58
 
 # ---- the parser refuses what Prometheus would --------------------------------
 bad() {
@@ -163,6 +163,8 @@ ok "  and it took time" \
     "$(s 1 rzkv_storage_commit_duration_seconds_sum)"
 ok "batches sent to peers counted" test "$(g 1 "$TOPEER")" -ge 14
 ok "storage bytes on disk reported" test "$(s 1 rzkv_storage_bytes)" -gt 0
+is "WAL restarts reported for each shard (none yet: 7 writes)" \
+    "$(g 1 'rzkv_storage_wal_restarts_total{shard="0"}')" 0
 is "clock epoch of shard 0 is at least 1, peers connected, workers up" \
     "$(g 1 'rzkv_clock_epoch{shard="0"}' 'rzkv_peer_connected{peer="2"}' \
     'rzkv_peer_connected{peer="3"}' | sed 's/^[1-9][0-9]* /E /') \

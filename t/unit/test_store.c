@@ -573,12 +573,15 @@ test_wal_starts_over(void **state)
     struct store_config cfg = { f->path, 0, 1, 1, 64 * 1024 };
     struct store *s = NULL;
     char value[1024], wal[sizeof(f->path) + 8];
+    struct store_stats st;
     struct stat sb;
 
     assert_int_equal(store_open(&cfg, &s, f->err, sizeof(f->err)), STORE_OK);
     memset(value, 'w', sizeof(value) - 1);
     value[sizeof(value) - 1] = '\0';
     write_rounds(s, "w", 600, 4, 200, value, 0);
+    store_stats(s, &st);
+    assert_true(st.wal_restarts >= 10);     /* 2,400 frames, 17 a cycle */
     /* The file keeps the size of the WAL at its largest. */
     snprintf(wal, sizeof(wal), "%s-wal", f->path);
     assert_int_equal(stat(wal, &sb), 0);
