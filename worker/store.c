@@ -111,8 +111,7 @@ struct store {
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t reader_freed;
     pthread_cond_t ck_wake;
-    int ck_wanted;
-    int ck_running;
+    int ck_busy;                    /* woken, until its run ends */
     int ck_log;                     /* WAL frames at the checkpointer's
                                      * last run in this cycle, or 0 */
     int ck_quit;
@@ -672,13 +671,13 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     pthread_mutex_lock(&s->lock);
     if (frames >= s->force_frames) {
         copy = 1;               /* backpressure: the checkpointer is behind */
-    } else if (!s->ck_wanted && !s->ck_running) {
+    } else if (!s->ck_busy) {
         int copied = s->ck_log <= frames ? s->ck_log : 0;
         if (frames >= s->ck_frames && copied > 0 &&
             (frames - copied <= s->ck_rest || frames >= 2 * s->ck_frames))
             copy = 1;
         else if (frames - copied >= s->ck_step) {
-            s->ck_wanted = 1;
+            s->ck_busy = 1;
             pthread_cond_signal(&s->ck_wake);
         }
     }
@@ -711,12 +710,10 @@ checkpointer_main(void *arg)
 
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->ck_wanted && !s->ck_quit)
+        while (!s->ck_busy && !s->ck_quit)
             pthread_cond_wait(&s->ck_wake, &s->lock);
         if (s->ck_quit)
             break;
-        s->ck_wanted = 0;
-        s->ck_running = 1;
         pthread_mutex_unlock(&s->lock);
         /* PASSIVE: never blocks the writer or readers; what it can't copy
          * now is copied next time. */
@@ -725,7 +722,7 @@ checkpointer_main(void *arg)
                                            SQLITE_CHECKPOINT_PASSIVE, &log,
                                            NULL);
         pthread_mutex_lock(&s->lock);
-        s->ck_running = 0;
+        s->ck_busy = 0;
         if (rc == SQLITE_OK) {
             s->stats.checkpoints++;
             s->ck_log = log;

@@ -64,7 +64,7 @@ struct store_config {
     int shard_count;        /* node.storage_workers */
     int sync_full;          /* 1: synchronous=FULL (fsync each commit) */
     size_t checkpoint_bytes;/* WAL bytes in a checkpoint cycle (0: 2 MiB);
-                             * the WAL starts over after about 1.5 times */
+                             * the WAL usually starts over after one */
 };
 
 /* One version of a key.  Pointers are not owned. */
