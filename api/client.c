@@ -1,11 +1,14 @@
 /*
- * client.c - librzkv: the Cluster API over nng REQ sockets.
+ * client.c - librzkv: the Cluster API over nng's REQ protocol.
  *
- * One REQ socket per node address, dialed in the background so it
- * reconnects by itself.  Every request is an "op": a small state machine
- * driven by one nng aio whose callback moves it along (send, receive, or
- * probe a node that has no connection) without ever blocking, so one
- * thread can keep any number of requests in flight.  The _async calls start
+ * One connection per node address.  tcp:// and ipc:// addresses use the
+ * client's own connections (conn.c: one epoll thread, no handoffs between
+ * threads for each message); others (tls+tcp://) use an nng REQ socket,
+ * dialed in the background so it reconnects by itself.  Every request is
+ * an "op": a small state machine moved along by callbacks (a reply or an
+ * error from a conn; nng aio completions: send, receive, or probe a node
+ * that has no connection) without ever blocking, so one thread can keep
+ * any number of requests in flight.  The _async calls start
  * an op and return; the synchronous calls start the same op and wait for
  * it on a condition variable: there is one code path.  Ops are kept on a
  * free list with their aio and their nng contexts (one per node, opened on
@@ -46,6 +49,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +60,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "conn.h"
 #include "rzkv.h"
 #include "rzkv.pb-c.h"
 #include "wire.h"
@@ -82,6 +87,7 @@
 struct node {
     char addr[RZKV_ADDRESS_MAX];    /* as the caller wrote it */
     char url[URL_MAX];
+    struct conn *conn;              /* the client's own; NULL: nng's */
     nng_socket sock;
     bool sock_open;
     pthread_mutex_t lock;           /* pipe events, the probe's outcome */
@@ -100,6 +106,7 @@ enum op_type { OP_GET, OP_SET, OP_DEL, OP_HEALTH, OP_INFO, OP_KEYS };
 
 /* What the op's aio is doing. */
 enum op_state {
+    OP_DIRECT,          /* on a conn: sent, or waiting for it */
     OP_SENDING,         /* REQ send: waits for a pipe to take it */
     OP_RECEIVING,       /* REQ receive: the node's answer */
     OP_PROBE_DIAL,      /* a probe connection to a node with no pipe */
@@ -132,7 +139,8 @@ struct op {
     pthread_mutex_t lock;           /* arming a step vs. close and timer */
     atomic_bool cancelled;
     uint64_t deadline;              /* of the step in progress, ns; 0: none */
-    nng_aio *aio;
+    struct conn_req creq;           /* on a node with a conn */
+    nng_aio *aio;                   /* on a node with an nng socket */
     nng_ctx *ctxs;                  /* one per node, opened on first use */
     bool *ctx_open;
     enum op_state state;
@@ -165,6 +173,8 @@ struct op {
 struct rzkv_client {
     size_t count;
     struct node *nodes;
+    struct conn_loop *loop;         /* the conns' thread, once one opens */
+    bool nng_only;                  /* RZKV_TRANSPORT=nng: no conns */
     unsigned timeout_ms;            /* 0: the cluster's */
     unsigned connect_timeout_ms;
     rzkv_consistency consistency;
@@ -354,8 +364,8 @@ node_probe_dialer(struct node *nd)
 }
 
 static int
-node_open(struct node *nd, const char *addr, const rzkv_options *opts,
-          rzkv_error *err)
+node_open(rzkv_client *c, struct node *nd, const char *addr,
+          const rzkv_options *opts, rzkv_error *err)
 {
     nng_dialer dialer;
     int rv;
@@ -366,6 +376,18 @@ node_open(struct node *nd, const char *addr, const rzkv_options *opts,
         set_error(err, RZKV_INVALID, addr, "bad address \"%s\": expected "
                   "HOST:PORT, :PORT or an nng URL", addr);
         return -1;
+    }
+    /* A host that does not resolve now is left to nng, which tries again
+     * at every dial. */
+    if (!c->nng_only && (strncmp(nd->url, "tcp://", 6) == 0 ||
+                         strncmp(nd->url, "ipc://", 6) == 0)) {
+        if (c->loop == NULL && (rv = conn_loop_start(&c->loop)) != 0) {
+            set_error(err, RZKV_ERROR, addr, "cannot start a thread: %s",
+                      nng_strerror(rv));
+            return -1;
+        }
+        if ((nd->conn = conn_open(c->loop, nd->url, RECV_MAX_BYTES)) != NULL)
+            return 0;
     }
     if ((rv = nng_req0_open(&nd->sock)) != 0) {
         set_error(err, RZKV_ERROR, addr, "cannot open a socket: %s",
@@ -443,6 +465,8 @@ rzkv_connect(const char *const *addrs, size_t naddrs,
         c->consistency = opts->consistency;
     }
     atomic_init(&c->preferred, 0);
+    const char *transport = getenv("RZKV_TRANSPORT");
+    c->nng_only = transport != NULL && strcmp(transport, "nng") == 0;
     if (pthread_create(&c->timer, NULL, timer_main, c) != 0) {
         set_error(err, RZKV_ERROR, NULL, "cannot start a thread");
         goto fail;
@@ -459,7 +483,7 @@ rzkv_connect(const char *const *addrs, size_t naddrs,
             set_error(err, RZKV_INVALID, NULL, "no address given");
             goto fail;
         }
-        if (node_open(nd, addrs[i], opts, err) != 0)
+        if (node_open(c, nd, addrs[i], opts, err) != 0)
             goto fail;
     }
     if (c->consistency > RZKV_ALL) {
@@ -485,7 +509,10 @@ cancel_all(rzkv_client *c)
     for (struct op *op = c->active; op != NULL; op = op->next) {
         pthread_mutex_lock(&op->lock);
         atomic_store(&op->cancelled, true);
-        nng_aio_cancel(op->aio);
+        if (op->state == OP_DIRECT)
+            conn_abort(&op->creq, NNG_ECANCELED);
+        else
+            nng_aio_cancel(op->aio);
         pthread_mutex_unlock(&op->lock);
     }
     while (c->inflight > 0)
@@ -585,6 +612,7 @@ rzkv_close(rzkv_client *c)
         pthread_mutex_unlock(&c->timer_lock);
         pthread_join(c->timer, NULL);
     }
+    conn_loop_stop(c->loop);            /* nothing is in flight */
     bool leaked = false;
     for (size_t i = 0; i < c->count; i++) {
         struct node *nd = &c->nodes[i];
@@ -1032,6 +1060,8 @@ take_back(struct op *op)
 }
 
 static void try_node(struct op *op);
+static void direct_done(struct conn_req *r, int rv, bool sent,
+                        const uint8_t *body, size_t len);
 
 static void
 next_node(struct op *op)
@@ -1069,6 +1099,22 @@ try_node(struct op *op)
     nng_msg *m;
     int rv;
 
+    if (nd->conn != NULL) {
+        /* The conn copies the request as it sends it: op->msg stays, and
+         * the conn keeps the deadlines, not the timer thread. */
+        pthread_mutex_lock(&op->lock);
+        if (atomic_load(&op->cancelled)) {
+            pthread_mutex_unlock(&op->lock);
+            finish_cancelled(op, false);
+            return;
+        }
+        op->state = OP_DIRECT;
+        op->deadline = 0;
+        conn_send(nd->conn, &op->creq, direct_done, nng_msg_body(op->msg),
+                  nng_msg_len(op->msg), wait, op->wait_ms);
+        pthread_mutex_unlock(&op->lock);
+        return;
+    }
     if (!op->ctx_open[op->idx]) {
         if ((rv = nng_ctx_open(&op->ctxs[op->idx], nd->sock)) != 0) {
             set_error(&op->err, RZKV_ERROR, nd->addr, "%s",
@@ -1219,6 +1265,20 @@ sent(struct op *op, int rv)
     outcome(op, ATTEMPT_NOT_SENT);
 }
 
+/* The node's answer, whichever way it came. */
+static void
+answered(struct op *op, const uint8_t *body, size_t len)
+{
+    op->reply = rzkv__reply__unpack(NULL, len, body);
+    if (op->reply == NULL) {
+        snprintf(op->why, sizeof(op->why), "%s sent an answer that is "
+                 "not an rzkv reply", op_node(op)->addr);
+        outcome(op, ATTEMPT_BAD_REPLY);
+    } else {
+        outcome(op, ATTEMPT_ANSWERED);
+    }
+}
+
 static void
 received(struct op *op, int rv)
 {
@@ -1237,16 +1297,32 @@ received(struct op *op, int rv)
     } else {
         nng_msg *answer = nng_aio_get_msg(op->aio);
         nng_aio_set_msg(op->aio, NULL);
-        op->reply = wire_unpack_reply(answer);
+        answered(op, nng_msg_body(answer), nng_msg_len(answer));
         nng_msg_free(answer);
-        if (op->reply == NULL) {
-            snprintf(op->why, sizeof(op->why), "%s sent an answer that is "
-                     "not an rzkv reply", nd->addr);
-            outcome(op, ATTEMPT_BAD_REPLY);
-        } else {
-            outcome(op, ATTEMPT_ANSWERED);
-        }
     }
+}
+
+/* A conn's callback, on its loop thread: every step on a conn ends here. */
+static void
+direct_done(struct conn_req *r, int rv, bool was_sent, const uint8_t *body,
+            size_t len)
+{
+    struct op *op = (struct op *)((char *)r - offsetof(struct op, creq));
+    struct op *outer = running_op;
+
+    running_op = op;
+    if (rv == 0) {
+        answered(op, body, len);
+    } else if (was_sent) {
+        received(op, rv);
+    } else if (atomic_load(&op->cancelled)) {
+        finish_cancelled(op, false);
+    } else {
+        describe_connect_error(rv, op_node(op), op->c->connect_timeout_ms,
+                               op->why, sizeof(op->why));
+        outcome(op, ATTEMPT_NOT_SENT);
+    }
+    running_op = outer;     /* op may be gone: only the pointer is used */
 }
 
 /* ---- ops: probing a node that has no connection --------------------------- */
@@ -1403,7 +1479,8 @@ op_callback(void *arg)
     case OP_PROBE_RECV:
         probe_moved(op, rv);
         break;
-    case OP_DEFERRED:       /* the timer thread's, never an aio's */
+    case OP_DIRECT:         /* a conn's (direct_done), never an aio's */
+    case OP_DEFERRED:       /* the timer thread's */
         break;
     }
     running_op = outer;     /* op may be gone: only the pointer is used */

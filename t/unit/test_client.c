@@ -123,24 +123,49 @@ static void
 fake_listen(struct fake *f)
 {
     assert_int_equal(nng_rep0_open(&f->sock), 0);
+    /* Requests as big as a node takes (nng's default is 1 MiB). */
+    assert_int_equal(nng_socket_set_size(f->sock, NNG_OPT_RECVMAXSZ,
+                                         (size_t)32 << 20), 0);
     assert_int_equal(nng_listen(f->sock, f->url, NULL, 0), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, fake_run, f), 0);
 }
 
+static int closed_tcp_port(void);
+
+/* A fake node on url, or (NULL) on a new IPC path. */
 static struct fake *
-fake_start(enum fake_mode mode)
+fake_start_at(enum fake_mode mode, const char *url)
 {
     struct fake *f = calloc(1, sizeof(*f));
     Rzkv__Reply init = RZKV__REPLY__INIT;
 
     assert_non_null(f);
-    snprintf(f->url, sizeof(f->url), "ipc://%s/node%d", scratch, ++fake_seq);
+    if (url != NULL)
+        snprintf(f->url, sizeof(f->url), "%s", url);
+    else
+        snprintf(f->url, sizeof(f->url), "ipc://%s/node%d", scratch,
+                 ++fake_seq);
     pthread_mutex_init(&f->lock, NULL);
     pthread_mutex_init(&f->gate, NULL);
     f->mode = mode;
     f->reply = init;
     fake_listen(f);
     return f;
+}
+
+static struct fake *
+fake_start(enum fake_mode mode)
+{
+    return fake_start_at(mode, NULL);
+}
+
+/* The same over TCP, on a port of 127.0.0.1 free a moment ago. */
+static struct fake *
+fake_start_tcp(enum fake_mode mode)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", closed_tcp_port());
+    return fake_start_at(mode, url);
 }
 
 /* Stop serving (the address then refuses connections). */
@@ -159,7 +184,8 @@ fake_stop(struct fake *f)
         rzkv__envelope__free_unpacked(f->last, NULL);
     pthread_mutex_destroy(&f->lock);
     pthread_mutex_destroy(&f->gate);
-    unlink(f->url + strlen("ipc://"));
+    if (strncmp(f->url, "ipc://", 6) == 0)
+        unlink(f->url + strlen("ipc://"));
     free(f);
 }
 
@@ -335,6 +361,54 @@ test_set_and_del_encoding(void **state)
 
     rzkv_close(c);
     fake_stop(f);
+}
+
+/* Values of megabytes each way over TCP: messages that take many reads
+ * and writes, and that one socket buffer does not hold. */
+static void
+test_big_values_over_tcp(void **state)
+{
+    (void)state;
+    const size_t big = (size_t)3 << 20;
+    uint8_t *out = malloc(big), *in = malloc(big);
+    struct fake *f = fake_start_tcp(FAKE_ANSWER);
+    Rzkv__ClusterReply body = RZKV__CLUSTER_REPLY__INIT;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    for (size_t i = 0; i < big; i++) {
+        out[i] = (uint8_t)(i * 7 + (i >> 16));
+        in[i] = (uint8_t)(i * 13 + 1);
+    }
+    body.value.data = in;
+    body.value.len = big;
+    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
+    f->reply.cluster = &body;
+
+    const char *addrs[] = { f->url };
+    rzkv_client *c = connect_to(addrs, 1, 0);
+    rzkv_error err;
+    void *got;
+    size_t len;
+
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(rzkv_set(c, "big", 3, out, big, NULL, NULL, &err),
+                         RZKV_OK);
+        Rzkv__ClusterRequest *cr = f->last->cluster;
+        assert_int_equal(cr->set->value.len, big);
+        assert_memory_equal(cr->set->value.data, out, big);
+        if (rzkv_get(c, "big", 3, NULL, &got, &len, NULL, &err) != RZKV_OK)
+            fail_msg("get: %s", err.message);
+        assert_int_equal(len, big);
+        assert_memory_equal(got, in, big);
+        assert_string_equal(err.address, f->url);
+        rzkv_free(got);
+    }
+    assert_int_equal(fake_requests(f), 6);
+    rzkv_close(c);
+    fake_stop(f);
+    free(out);
+    free(in);
 }
 
 static void
@@ -1504,6 +1578,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_round_trip),
         cmocka_unit_test(test_set_and_del_encoding),
+        cmocka_unit_test(test_big_values_over_tcp),
         cmocka_unit_test(test_bad_arguments_never_sent),
         cmocka_unit_test(test_every_status),
         cmocka_unit_test(test_garbage_reply),
