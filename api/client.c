@@ -990,15 +990,6 @@ finish(struct op *op)
     pthread_mutex_unlock(&c->timer_lock);
 }
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Lower c->soonest to t; true if it was later. */
 static bool
 lower_soonest(rzkv_client *c, uint64_t t)
@@ -1021,7 +1012,7 @@ set_deadline(struct op *op, unsigned ms)
         op->deadline = 0;
         return;
     }
-    op->deadline = now_ns() + (uint64_t)ms * 1000000u;
+    op->deadline = conn_now_ns() + (uint64_t)ms * 1000000u;
     if (lower_soonest(c, op->deadline)) {
         pthread_mutex_lock(&c->timer_lock);
         pthread_cond_signal(&c->timer_wake);
@@ -1531,7 +1522,7 @@ timer_main(void *arg)
             continue;
         }
         soonest = atomic_load(&c->soonest);
-        now = now_ns();
+        now = conn_now_ns();
         if (soonest <= now) {
             pthread_mutex_unlock(&c->timer_lock);
             expire_steps(c, now);

@@ -87,8 +87,8 @@ struct conn_loop {
 /* The loop whose thread this is. */
 static _Thread_local struct conn_loop *this_loop;
 
-static uint64_t
-now_ns(void)
+uint64_t
+conn_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -317,7 +317,7 @@ fail:
 static void
 conn_up(struct conn *c)
 {
-    uint64_t now = now_ns();
+    uint64_t now = conn_now_ns();
     struct conn_req *r;
     unsigned gen = c->gen;
 
@@ -512,7 +512,7 @@ loop_main(void *arg)
     this_loop = l;
     pthread_mutex_lock(&l->lock);
     while (!l->stop) {
-        uint64_t now = now_ns();
+        uint64_t now = conn_now_ns();
         int timeout = -1, n;
 
         if (now >= l->soonest)
@@ -665,7 +665,7 @@ conn_send(struct conn *c, struct conn_req *r, conn_done_fn done,
           unsigned answer_ms)
 {
     struct conn_loop *l = c->loop;
-    uint64_t now = now_ns();
+    uint64_t now = conn_now_ns();
 
     pthread_mutex_lock(&l->lock);
     r->conn = c;

@@ -49,6 +49,9 @@ struct conn_req {
     size_t len;
 };
 
+/* CLOCK_MONOTONIC in ns: the clock of every deadline. */
+uint64_t conn_now_ns(void);
+
 /* The loop thread; 0, or an nng error code. */
 int conn_loop_start(struct conn_loop **out);
 /* Stop it, once no request is in flight on any of its conns; frees them. */
