@@ -1499,6 +1499,62 @@ test_close_cancels_sent(void **state)
     fake_stop(mute);
 }
 
+/* A TCP listener on 127.0.0.1 that never accepts: connections complete in
+ * its backlog and never see the SP handshake.  Its address into addr. */
+static int
+silent_listener(char *addr, size_t len)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t slen = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, slen), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+    snprintf(addr, len, "127.0.0.1:%d", ntohs(sin.sin_port));
+    return fd;
+}
+
+/*
+ * A node that takes the connection but never answers the handshake: a
+ * request waits for it the connect timeout, then counts as never sent
+ * (UNAVAILABLE, writes included) and moves to the next node.
+ */
+static void
+test_silent_node_times_out(void **state)
+{
+    (void)state;
+    char addr[64];
+    int fd = silent_listener(addr, sizeof(addr));
+    struct fake *live = fake_start(FAKE_ECHO);
+    rzkv_error err;
+    void *v;
+    size_t len;
+
+    const char *one[] = { addr };
+    rzkv_client *c = connect_wait(one, 1, 0, 300);
+    long t0 = now_ms();
+    assert_int_equal(rzkv_set(c, "k", 1, "v", 1, NULL, NULL, &err),
+                     RZKV_UNAVAILABLE);
+    long took = now_ms() - t0;
+    assert_true(took >= 250 && took < 2000);
+    assert_non_null(strstr(err.message, "within 300 ms"));
+    rzkv_close(c);
+
+    const char *two[] = { addr, live->url };
+    c = connect_wait(two, 2, 0, 300);
+    if (rzkv_get(c, "g", 1, NULL, &v, &len, NULL, &err) != RZKV_OK)
+        fail_msg("get past the silent node: %s", err.message);
+    assert_memory_equal(v, "g", 1);
+    assert_string_equal(err.address, live->url);
+    rzkv_free(v);
+    rzkv_close(c);
+    fake_stop(live);
+    close(fd);
+}
+
 /*
  * Requests still waiting for a connection when the client closes: a TCP
  * listener that never accepts holds them in the SP handshake (the probe
@@ -1508,18 +1564,9 @@ static void
 test_close_cancels_unsent(void **state)
 {
     (void)state;
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     char addr[64];
+    int fd = silent_listener(addr, sizeof(addr));
     struct closing cl;
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
-    assert_int_equal(listen(fd, 64), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sin.sin_port));
 
     const char *addrs[] = { addr };
     seen_init(&cl.s);
@@ -1588,6 +1635,7 @@ main(void)
         cmocka_unit_test(test_failover_from_refused),
         cmocka_unit_test(test_failover_from_unavailable_and_stopping),
         cmocka_unit_test(test_reconnects),
+        cmocka_unit_test(test_silent_node_times_out),
         cmocka_unit_test(test_info_keys_health),
         cmocka_unit_test(test_threads_share_a_client),
         cmocka_unit_test(test_address_forms),
