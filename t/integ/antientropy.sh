@@ -18,8 +18,7 @@ D="$T/ae"
 P=$(free_base 18800 18829 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
 NKEYS=120
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 
 ctl() { "$RZKVCTL" "$@"; }
 # caught_up WHAT A B: node B's storage comes to list what node A's does,

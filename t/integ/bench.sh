@@ -13,8 +13,7 @@ command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
 D="$T/c"
 A=127.0.0.1:18700,127.0.0.1:18701,127.0.0.1:18702
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 
 # jq_py FILE EXPR: print a Python expression of the JSON object j in FILE.
 jq_py() {
@@ -121,7 +120,8 @@ is "  rows for the measured seconds only, then the short remainder" \
 rows = list(csv.reader(open(sys.argv[1])))[1:]
 s = [float(r[0]) for r in rows if len(r) == 6]
 print(len(s) == len(rows) and s[:2] == [1.0, 2.0] and
-      all(2.0 < x < 5.0 for x in s[2:]) and len(s) <= 3)" "$T/tl.csv")" True
+      all(2.0 < x < 5.0 for x in s[2:]) and len(s) <= 3)" "$T/tl.csv")" True ||
+    diag "the timeline: $(tr '\n' ' ' <"$T/tl.csv")"
 measured=$(sed -n 's/^measured *\([0-9]*\) requests.*/\1/p' "$T/text.out")
 rows=$(awk -F, 'NR > 1 { s += $2 } END { print s }' "$T/tl.csv")
 is "  timeline ops add up to the measured requests (+-5%)" \

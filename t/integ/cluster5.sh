@@ -16,8 +16,7 @@ P=$(free_base 18430 18459 5)
 ADDRS=()
 for i in 0 1 2 3 4; do ADDRS+=(127.0.0.1:$((P + i))); done
 ALL=$(IFS=,; echo "${ADDRS[*]}")
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 ctl() { "$RZKVCTL" "$@"; }
 addr() { echo "${ADDRS[$(($1 - 1))]}"; }
 stamp_on() {

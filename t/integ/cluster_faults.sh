@@ -14,8 +14,7 @@ LOAD="$RZKV_BUILDDIR/t/coord_load"
 D="$T/c"
 P=$(free_base 18460 18489 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 ctl() { "$RZKVCTL" "$@"; }
 # worker_pid NODE ROLE INSTANCE
 worker_pid() {

@@ -14,8 +14,7 @@ LOAD="$RZKV_BUILDDIR/t/coord_load"
 D="$T/c"
 P=$(free_base 18490 18499 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 ctl() { "$RZKVCTL" "$@"; }
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 # ops_sent N: replica operations node N's coordinator has sent so far

@@ -13,8 +13,7 @@ command -v python3 >/dev/null || skip_all "python3 is needed"
 
 D="$T/c"
 PROM="$RZKV_SRCDIR/t/lib/promparse.py"
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 
 # http URL FILE [METHOD]: the status code on stdout, the body in FILE.
 http() {

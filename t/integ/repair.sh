@@ -17,8 +17,7 @@ D="$T/repair"
 P=$(free_base 18900 18929 3)
 A1=127.0.0.1:$P A2=127.0.0.1:$((P + 1)) A3=127.0.0.1:$((P + 2))
 NKEYS=60
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 
 ctl() { "$RZKVCTL" "$@"; }
 # held A: how many live keys node A's own storage lists

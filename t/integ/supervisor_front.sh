@@ -9,8 +9,7 @@
 command -v python3 >/dev/null || skip_all "python3 is needed to read JSON"
 
 D="$T/c"
-stop_all() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
-tap_cleanup_hook=stop_all
+tap_cleanup_hook=stop_local_cluster
 A1=127.0.0.1:18250
 A3=127.0.0.1:18252
 

@@ -4,11 +4,15 @@
 #   plan 3
 #   ok "name" command args...       passes if the command exits 0
 #   is "name" "$got" "$want"
-#   like "name" "$got" "regex"
+#   like "name" "$got" "regex"     (ok, is and like return 1 when they
+#                                   fail, so "... || diag ..." can say more)
 #   skip_all "reason"
 #   done_testing                    prints the plan when no plan was given
 #   free_base FIRST LAST N          a free block of N ports on 127.0.0.1
 #   run command args...             sets $rc, $out (stdout) and $err (stderr)
+#   stop_local_cluster              stop the `rzkvctl start --local` cluster
+#                                   in $D; as tap_cleanup_hook=stop_local_cluster,
+#                                   whatever the test leaves running at exit
 #
 # Every test runs in its own scratch directory ($T) that is removed at
 # exit, and every process started with `bg` is killed at exit.
@@ -33,6 +37,8 @@ tap_cleanup() {
     rm -rf "$T"
 }
 trap tap_cleanup EXIT
+
+stop_local_cluster() { "$RZKVCTL" stop --local --dir "$D" >/dev/null 2>&1; }
 
 plan() { tap_planned=$1; echo "1..$1"; }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
@@ -64,6 +70,7 @@ is() {
         tap_result 1 "$1"
         diag "  got:  '$2'"
         diag "  want: '$3'"
+        return 1
     fi
 }
 
@@ -74,6 +81,7 @@ like() {
         tap_result 1 "$1"
         diag "  got:  '$2'"
         diag "  want: /$3/"
+        return 1
     fi
 }
 
