@@ -49,6 +49,8 @@ struct sp_conn {
     int want_out;               /* EPOLLOUT is armed: out is not empty */
     int stalled;                /* the worker had no room: not reading */
     int closed;                 /* loop: closed in this round */
+    int corked;                 /* on loop.corked: out holds replies */
+    struct sp_conn *cork_next;
     struct buf in;              /* loop only */
     struct buf out;
     struct sp_conn *next;       /* stalled list, then closed list */
@@ -67,12 +69,16 @@ static struct {
     _Atomic int stopping;
     LIST_HEAD(, sp_conn) conns; /* loop only: the open ones */
     struct sp_conn *closed;     /* loop only: released after each round */
+    struct sp_conn *corked;     /* loop only: replies held for the round's end */
 
     pthread_mutex_t stall_lock; /* stalled, kicked; resumes changes under it */
     struct sp_conn *stalled;
     _Atomic unsigned resumes;   /* read without it: see conn_stall */
     int kicked;                 /* the wake fd was written */
 } loop = { .epfd = -1, .listen_fd = -1, .wake_fd = -1 };
+
+/* Set on the loop thread: its replies wait for the end of the round. */
+static _Thread_local int on_loop;
 
 void
 sp_loop_wake(void)
@@ -148,7 +154,24 @@ conn_send(struct sp_conn *c, const struct iovec *iov, int n)
     pthread_mutex_lock(&c->lock);
     if (c->fd < 0)
         goto out;
-    if (!c->want_out) {
+    if (on_loop && !c->want_out) {
+        /* Replies of one round leave together (uncork_all). */
+        for (int i = 0; i < n; i++)
+            if (buf_append(&c->out, iov[i].iov_base, iov[i].iov_len) != 0) {
+                log_warnx("out of memory for a reply: closing the "
+                          "connection");
+                shutdown(c->fd, SHUT_RDWR);
+                goto out;
+            }
+        if (!c->corked) {
+            c->corked = 1;
+            c->cork_next = loop.corked;
+            loop.corked = c;
+        }
+        goto out;
+    }
+    /* Straight to the socket, unless bytes are waiting before these. */
+    if (!c->want_out && !c->corked) {
         ssize_t w = writev(c->fd, iov, n);
         if (w > 0)
             done = (size_t)w;
@@ -173,7 +196,7 @@ conn_send(struct sp_conn *c, const struct iovec *iov, int n)
         }
         done = 0;
     }
-    if (!c->want_out) {
+    if (!c->want_out && !c->corked) {
         c->want_out = 1;
         conn_arm(c);
     }
@@ -232,6 +255,29 @@ conn_flush(struct sp_conn *c)
         conn_arm(c);
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* The end of a round: write what its replies left in each connection. */
+static void
+uncork_all(void)
+{
+    while (loop.corked != NULL) {
+        struct sp_conn *c = loop.corked;
+        loop.corked = c->cork_next;
+        pthread_mutex_lock(&c->lock);
+        c->corked = 0;
+        if (c->fd >= 0 && !c->want_out) {
+            if (buf_send(&c->out, c->fd) != 0) {
+                shutdown(c->fd, SHUT_RDWR);     /* the loop closes it */
+            } else if (c->out.off < c->out.len) {
+                c->want_out = 1;
+                conn_arm(c);
+            } else {
+                buf_trim(&c->out);
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
 }
 
 static void
@@ -418,8 +464,10 @@ loop_main(void *arg)
     struct epoll_event evs[SP_EVENTS];
     (void)arg;
 
+    on_loop = 1;
     while (!loop.stopping) {
         int timeout = spc_poll(nng_clock());
+        uncork_all();           /* what spc_poll's failures answered */
         int n = epoll_wait(loop.epfd, evs, SP_EVENTS, timeout);
         if (n < 0 && errno != EINTR)
             fatal("epoll_wait");
@@ -445,6 +493,7 @@ loop_main(void *arg)
                     conn_read(c);
             }
         }
+        uncork_all();           /* before a closed connection is freed */
         release_closed();
     }
     return NULL;
