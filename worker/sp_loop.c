@@ -69,7 +69,7 @@ static struct {
     _Atomic int stopping;
     LIST_HEAD(, sp_conn) conns; /* loop only: the open ones */
     struct sp_conn *closed;     /* loop only: released after each round */
-    struct sp_conn *corked;     /* loop only: replies held for the round's end */
+    struct sp_conn *corked;     /* loop only: replies held to the event.s end */
 
     pthread_mutex_t stall_lock; /* stalled, kicked; resumes changes under it */
     struct sp_conn *stalled;
@@ -77,7 +77,8 @@ static struct {
     int kicked;                 /* the wake fd was written */
 } loop = { .epfd = -1, .listen_fd = -1, .wake_fd = -1 };
 
-/* Set on the loop thread: its replies wait for the end of the round. */
+/* Set on the loop thread: the replies it makes while it handles one
+ * event leave together when the event is done (uncork_all). */
 static _Thread_local int on_loop;
 
 void
@@ -155,7 +156,7 @@ conn_send(struct sp_conn *c, const struct iovec *iov, int n)
     if (c->fd < 0)
         goto out;
     if (on_loop && !c->want_out) {
-        /* Replies of one round leave together (uncork_all). */
+        /* Replies to one event leave together (uncork_all). */
         for (int i = 0; i < n; i++)
             if (buf_append(&c->out, iov[i].iov_base, iov[i].iov_len) != 0) {
                 log_warnx("out of memory for a reply: closing the "
@@ -257,7 +258,7 @@ conn_flush(struct sp_conn *c)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* The end of a round: write what its replies left in each connection. */
+/* An event handled: write what its replies left in each connection. */
 static void
 uncork_all(void)
 {
@@ -492,8 +493,10 @@ loop_main(void *arg)
                                               EPOLLERR)))
                     conn_read(c);
             }
+            /* What this event answered leaves now: a later event's work
+             * must not delay it. */
+            uncork_all();
         }
-        uncork_all();           /* before a closed connection is freed */
         release_closed();
     }
     return NULL;
