@@ -20,7 +20,8 @@
  *	handoffs were most of the cluster's CPU (bench/RESULTS.md).  Here the
  *	loop thread (sp_loop.c) reads every connection and calls
  *	srv_dispatch() directly; a reply is written by whichever thread
- *	produces it, straight to the socket.
+ *	produces it, straight to the socket (the loop's, once the event that
+ *	produced it is handled: sp_loop.c).
  *
  *	A peer's NodeBatch at a node with one storage worker goes, undecoded,
  *	straight to that worker over its IPC socket (the SP protocol again,

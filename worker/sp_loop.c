@@ -6,7 +6,10 @@
  * One thread reads every connection and hands each whole request to the
  * worker's request function (sp_request_fn).  A reply is written by the
  * thread that makes it, straight to the socket, under the connection's
- * lock; the loop only finishes writes that would block.  When the worker
+ * lock; the loop only finishes writes that would block.  The loop's own
+ * replies wait until it has handled the event that made them, so that
+ * what one event answers (a storage acknowledgement completes many sets)
+ * leaves in one write for each connection.  When the worker
  * has no room for a request (its function returns -1), the loop stops
  * reading that connection until the worker calls sp_loop_resume().
  * Replies to a connection that closed meanwhile are dropped: its requester
