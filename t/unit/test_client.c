@@ -237,9 +237,9 @@ now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (just released). */
+/* A TCP socket bound to an ephemeral port of 127.0.0.1; *port says which. */
 static int
-closed_tcp_port(void)
+bound_tcp_socket(int *port)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET };
     socklen_t len = sizeof(sin);
@@ -249,8 +249,17 @@ closed_tcp_port(void)
     assert_true(fd >= 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* A TCP port on 127.0.0.1 that nothing listens on (just released). */
+static int
+closed_tcp_port(void)
+{
+    int port;
+    close(bound_tcp_socket(&port));
+    return port;
 }
 
 /* ---- encoding and decoding ------------------------------------------------ */
@@ -1504,16 +1513,10 @@ test_close_cancels_sent(void **state)
 static int
 silent_listener(char *addr, size_t len)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t slen = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port, fd = bound_tcp_socket(&port);
 
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, slen), 0);
     assert_int_equal(listen(fd, 64), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
-    snprintf(addr, len, "127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(addr, len, "127.0.0.1:%d", port);
     return fd;
 }
 
