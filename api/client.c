@@ -1223,11 +1223,23 @@ no_pipe(struct op *op)
     }
 }
 
+/* The request never left for this node (rv says why): the client is
+ * closing, or the next node may take it. */
+static void
+not_sent(struct op *op, int rv)
+{
+    if (atomic_load(&op->cancelled)) {
+        finish_cancelled(op, false);
+        return;
+    }
+    describe_connect_error(rv, op_node(op), op->c->connect_timeout_ms,
+                           op->why, sizeof(op->why));
+    outcome(op, ATTEMPT_NOT_SENT);
+}
+
 static void
 sent(struct op *op, int rv)
 {
-    rzkv_client *c = op->c;
-
     if (rv == 0) {
         op->state = OP_RECEIVING;
         nng_aio_set_msg(op->aio, NULL);     /* the socket's now */
@@ -1243,17 +1255,12 @@ sent(struct op *op, int rv)
         return;
     }
     take_back(op);
-    if (atomic_load(&op->cancelled)) {
-        finish_cancelled(op, false);
-        return;
-    }
-    if (rv == NNG_ETIMEDOUT && op->short_wait) {
+    if (rv == NNG_ETIMEDOUT && op->short_wait &&
+        !atomic_load(&op->cancelled)) {
         no_pipe(op);
         return;
     }
-    describe_connect_error(rv, op_node(op), c->connect_timeout_ms, op->why,
-                           sizeof(op->why));
-    outcome(op, ATTEMPT_NOT_SENT);
+    not_sent(op, rv);
 }
 
 /* The node's answer, whichever way it came. */
@@ -1306,12 +1313,8 @@ direct_done(struct conn_req *r, int rv, bool was_sent, const uint8_t *body,
         answered(op, body, len);
     } else if (was_sent) {
         received(op, rv);
-    } else if (atomic_load(&op->cancelled)) {
-        finish_cancelled(op, false);
     } else {
-        describe_connect_error(rv, op_node(op), op->c->connect_timeout_ms,
-                               op->why, sizeof(op->why));
-        outcome(op, ATTEMPT_NOT_SENT);
+        not_sent(op, rv);
     }
     running_op = outer;     /* op may be gone: only the pointer is used */
 }
@@ -1329,18 +1332,12 @@ direct_done(struct conn_req *r, int rv, bool was_sent, const uint8_t *body,
 static void
 probe_outcome(struct op *op, int rv)
 {
-    if (atomic_load(&op->cancelled)) {
-        finish_cancelled(op, false);
-        return;
-    }
-    if (rv == 0) {
+    if (rv == 0 && !atomic_load(&op->cancelled)) {
         op->probed = true;      /* the send now waits the whole timeout */
         try_node(op);
         return;
     }
-    describe_connect_error(rv, op_node(op), op->c->connect_timeout_ms,
-                           op->why, sizeof(op->why));
-    outcome(op, ATTEMPT_NOT_SENT);
+    not_sent(op, rv);
 }
 
 /* The probe is over: tell the ops waiting for it (unless it was cut
