@@ -158,24 +158,10 @@ conn_send(struct sp_conn *c, const struct iovec *iov, int n)
     pthread_mutex_lock(&c->lock);
     if (c->fd < 0)
         goto out;
-    if (on_loop && !c->want_out) {
-        /* Replies to one event leave together (uncork_all). */
-        for (int i = 0; i < n; i++)
-            if (buf_append(&c->out, iov[i].iov_base, iov[i].iov_len) != 0) {
-                log_warnx("out of memory for a reply: closing the "
-                          "connection");
-                shutdown(c->fd, SHUT_RDWR);
-                goto out;
-            }
-        if (!c->corked) {
-            c->corked = 1;
-            c->cork_next = loop.corked;
-            loop.corked = c;
-        }
-        goto out;
-    }
+    /* The loop's replies to one event leave together (uncork_all). */
+    int hold = on_loop && !c->want_out;
     /* Straight to the socket, unless bytes are waiting before these. */
-    if (!c->want_out && !c->corked) {
+    if (!hold && !c->want_out && !c->corked) {
         ssize_t w = writev(c->fd, iov, n);
         if (w > 0)
             done = (size_t)w;
@@ -200,7 +186,11 @@ conn_send(struct sp_conn *c, const struct iovec *iov, int n)
         }
         done = 0;
     }
-    if (!c->want_out && !c->corked) {
+    if (hold && !c->corked) {
+        c->corked = 1;
+        c->cork_next = loop.corked;
+        loop.corked = c;
+    } else if (!c->want_out && !c->corked) {
         c->want_out = 1;
         conn_arm(c);
     }
