@@ -218,24 +218,12 @@ conn_down(struct conn *c, int rv)
 static void
 conn_flush(struct conn *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out.off,
-                         c->out.len - c->out.off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                c->blocked = true;      /* EPOLLOUT resumes */
-                return;
-            }
-            conn_down(c, nng_errno(errno));
-            return;
-        }
-        c->out.off += (size_t)w;
-    }
-    c->out.off = c->out.len = 0;
-    buf_trim(&c->out);
+    if (buf_send(&c->out, c->fd) != 0)
+        conn_down(c, nng_errno(errno));
+    else if (c->out.off < c->out.len)
+        c->blocked = true;              /* EPOLLOUT resumes */
+    else
+        buf_trim(&c->out);
 }
 
 /* Output is waiting in c->out: write it now, or at the end of the

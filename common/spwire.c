@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include "spwire.h"
 
@@ -71,9 +71,13 @@ int
 buf_send(struct buf *b, int fd)
 {
     while (b->off < b->len) {
-        ssize_t w = write(fd, b->data + b->off, b->len - b->off);
+        /* send, not write: a client library must not raise SIGPIPE. */
+        ssize_t w = send(fd, b->data + b->off, b->len - b->off,
+                         MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w < 0)
-            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+            return errno == EAGAIN ? 0 : -1;
         b->off += (size_t)w;
     }
     b->off = b->len = 0;

@@ -39,8 +39,8 @@ int buf_reserve(struct buf *b, size_t more);
 int buf_append(struct buf *b, const void *p, size_t n);
 void buf_trim(struct buf *b);
 void buf_free(struct buf *b);
-/* Write what b holds to fd until done or the socket is full: 0, or -1
- * with errno on a broken connection. */
+/* Write what b holds to the socket fd until done or the socket is full
+ * (then b->off < b->len): 0, or -1 with errno on a broken connection. */
 int buf_send(struct buf *b, int fd);
 
 void sp_put_be64(uint8_t *p, uint64_t v);
