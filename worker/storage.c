@@ -57,6 +57,7 @@
 
 #include <nng/nng.h>
 
+#include "arena.h"
 #include "batch.h"
 #include "conf.h"
 #include "log.h"
@@ -81,6 +82,7 @@
 #define STORAGE_OUT_CACHE       64          /* ops whose results a context
                                              * keeps allocated for reuse */
 #define STORAGE_REPLY_SLACK     4096        /* Reply framing around results */
+#define STORAGE_REPLY_KEEP      (64u << 10) /* reply buffer a context keeps */
 #define STORAGE_RESULT_BOUND    256         /* a result's bytes beyond its
                                              * key, value and writer */
 /* What coordinators say too (worker/coord.h FWD_RESEND_ALONE): the asking
@@ -123,8 +125,9 @@ struct sctx {
     uint8_t hdrlen;
     uint8_t hdr[SP_MAX_BACKTRACE];  /* its backtrace, for the reply */
     /* The batch being served. */
-    nng_msg *msg;
-    Rzkv__Envelope *env;
+    nng_msg *msg;               /* the reply; kept for the next request */
+    Rzkv__Envelope *env;        /* the request, unpacked into arena */
+    struct arena arena;
     struct op_out *out;
     Rzkv__NodeResult **results; /* &out[i].res, for the reply */
     size_t nout;
@@ -237,9 +240,8 @@ ctx_release(struct sctx *c)
         c->out_cap = 0;
     }
     c->nout = 0;
-    if (c->env != NULL)
-        rzkv__envelope__free_unpacked(c->env, NULL);
     c->env = NULL;
+    arena_reset(&c->arena);
 }
 
 static void
@@ -255,8 +257,12 @@ request_done(struct storage *sw)
 static void
 ctx_finish(struct sctx *c)
 {
-    nng_msg_free(c->msg);
-    c->msg = NULL;
+    if (nng_msg_capacity(c->msg) > STORAGE_REPLY_KEEP) {
+        nng_msg_free(c->msg);
+        c->msg = NULL;
+    } else {
+        nng_msg_clear(c->msg);
+    }
     ctx_release(c);
     sp_conn_unref(c->conn);
     c->conn = NULL;
@@ -1027,14 +1033,16 @@ handle_info(struct sctx *c)
 /* ---- dispatch --------------------------------------------------------- */
 
 static void
-handle_request(struct sctx *c)
+handle_request(struct sctx *c, const uint8_t *body, size_t len)
 {
     struct storage *sw = c->sw;
     char text[128];
 
-    c->env = wire_unpack_envelope(c->msg);
+    /* A copy of what the request holds, so the loop's buffer is free
+     * again once this returns. */
+    c->env = rzkv__envelope__unpack(&c->arena.pb, len, body);
     if (c->env == NULL) {
-        bad_request(sw, "malformed message (%zu bytes)", nng_msg_len(c->msg));
+        bad_request(sw, "malformed message (%zu bytes)", len);
         reply_error(c, RZKV__STATUS__INVALID, "malformed message");
         return;
     }
@@ -1068,13 +1076,12 @@ storage_request(struct sp_conn *conn, const uint8_t *hdr, size_t hdrlen,
     struct sctx *c = ctx_take(&self);
     if (c == NULL)
         return -1;
-    if (nng_msg_alloc(&c->msg, len) != 0) {
+    if (c->msg == NULL && nng_msg_alloc(&c->msg, 0) != 0) {
         bad_request(&self, "out of memory for a %zu-byte request: dropped",
                     len);
         ctx_put(c);
         return 0;
     }
-    memcpy(nng_msg_body(c->msg), body, len);
     c->conn = conn;
     sp_conn_ref(conn);
     c->hdrlen = (uint8_t)hdrlen;
@@ -1087,7 +1094,7 @@ storage_request(struct sp_conn *conn, const uint8_t *hdr, size_t hdrlen,
     if (stopping)
         reply_error(c, RZKV__STATUS__STOPPING, "storage worker is stopping");
     else
-        handle_request(c);
+        handle_request(c, body, len);
     return 0;
 }
 
@@ -1227,6 +1234,7 @@ storage_listen(struct storage *sw, const struct node_conf *node)
     sw->listen_fd = fd;
     for (int i = STORAGE_CONTEXTS; i-- > 0;) {
         sw->ctxs[i].sw = sw;
+        arena_init(&sw->ctxs[i].arena);
         ctx_put(&sw->ctxs[i]);
     }
     /* Larger messages close their connection before they are read. */
@@ -1265,6 +1273,9 @@ storage_stop(struct storage *sw)
     close(sw->listen_fd);
     for (int i = 0; i < STORAGE_CONTEXTS; i++) {
         ctx_release(&sw->ctxs[i]);
+        arena_free(&sw->ctxs[i].arena);
+        if (sw->ctxs[i].msg != NULL)
+            nng_msg_free(sw->ctxs[i].msg);
         free(sw->ctxs[i].out);
         free(sw->ctxs[i].results);
     }
