@@ -152,6 +152,56 @@ srv_classify(struct srv *s, const Rzkv__Envelope *env)
     }
 }
 
+/* ---- requests, unpacked into pooled arenas ---------------------------------- */
+
+#define REQ_POOL_MAX    128     /* free arenas kept: at most 8 MiB */
+
+static struct {
+    pthread_mutex_t lock;
+    struct req *free;
+    unsigned nfree;
+} req_pool = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+
+struct req *
+req_unpack(const uint8_t *data, size_t len)
+{
+    pthread_mutex_lock(&req_pool.lock);
+    struct req *rq = req_pool.free;
+    if (rq != NULL) {
+        req_pool.free = rq->next_free;
+        req_pool.nfree--;
+    }
+    pthread_mutex_unlock(&req_pool.lock);
+    if (rq == NULL) {
+        if ((rq = malloc(sizeof(*rq))) == NULL)
+            return NULL;
+        arena_init(&rq->arena);
+    }
+    rq->env = rzkv__envelope__unpack(&rq->arena.pb, len, data);
+    return rq;
+}
+
+void
+req_free(struct req *rq)
+{
+    rq->env = NULL;
+    arena_reset(&rq->arena);
+    pthread_mutex_lock(&req_pool.lock);
+    int keep = req_pool.nfree < REQ_POOL_MAX;
+    if (keep) {
+        rq->next_free = req_pool.free;
+        req_pool.free = rq;
+        req_pool.nfree++;
+    }
+    pthread_mutex_unlock(&req_pool.lock);
+    if (!keep) {
+        arena_free(&rq->arena);
+        free(rq);
+    }
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
 void
 srv_dispatch(struct srv *s, nng_msg *m)
 {
@@ -160,9 +210,16 @@ srv_dispatch(struct srv *s, nng_msg *m)
         srv_meta[slot].start_ns = metrics_now_ns();
     metrics_add(&metrics->u.coord.inflight, 1);
 
-    Rzkv__Envelope *env = wire_unpack_envelope(m);
+    struct req *rq = req_unpack(nng_msg_body(m), nng_msg_len(m));
+    if (rq == NULL) {
+        srv_classify(s, NULL);
+        srv_reply_error(s, m, RZKV__STATUS__INTERNAL, "out of memory");
+        return;
+    }
+    const Rzkv__Envelope *env = rq->env;
     srv_classify(s, env);
     if (env == NULL) {
+        req_free(rq);
         __atomic_add_fetch(&coord.stats.bad, 1, __ATOMIC_RELAXED);
         coord_log_bad("undecodable request (%zu bytes): replying INVALID",
                       nng_msg_len(m));
@@ -173,24 +230,24 @@ srv_dispatch(struct srv *s, nng_msg *m)
     __atomic_add_fetch(&coord.stats.requests, 1, __ATOMIC_RELAXED);
     switch (env->msg_case) {
     case RZKV__ENVELOPE__MSG_HEALTH:
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         nng_msg_clear(m);       /* an empty Reply: status OK */
         srv_reply(s, m);
         return;
     case RZKV__ENVELOPE__MSG_CLUSTER:
-        cluster_request(s, m, env);
+        cluster_request(s, m, rq);
         return;
     case RZKV__ENVELOPE__MSG_NODE:
-        node_batch(s, m, env);
+        node_batch(s, m, rq);
         return;
     case RZKV__ENVELOPE__MSG_LIST_KEYS:
-        node_list_keys(s, m, env);
+        node_list_keys(s, m, rq);
         return;
     case RZKV__ENVELOPE__MSG_NODE_INFO:
-        node_info(s, m, env);
+        node_info(s, m, rq);
         return;
     default:
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         __atomic_add_fetch(&coord.stats.bad, 1, __ATOMIC_RELAXED);
         coord_log_bad("request of unknown type (%zu bytes): "
                       "replying UNSUPPORTED", nng_msg_len(m));

@@ -27,6 +27,7 @@
 
 #include <nng/nng.h>
 
+#include "arena.h"
 #include "conf.h"
 #include "dest.h"
 #include "quorum.h"
@@ -60,6 +61,8 @@ struct sp_conn;
 struct srv {
     struct sp_conn *conn;       /* the requester's connection */
     struct srv *next_free;      /* free slots */
+    nng_msg *spare;             /* a free slot's last reply, emptied: the
+                                 * next request's message, no malloc */
     uint8_t hdrlen;
     uint8_t hdr[FRONT_MAX_BACKTRACE]; /* the requester's backtrace */
 };
@@ -130,14 +133,29 @@ void coord_log_bad_at(const char *func, const char *fmt, ...)
 void front_listen(struct srv *slots, size_t nslots);
 void front_reply(struct srv *s, nng_msg *m);
 
-/* coord_cluster.c; env is consumed. */
-void cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+/*
+ * A request unpacked into an arena of its own (arena.h), so that its
+ * dozen pieces cost no malloc and free: env and all it points to are
+ * valid until req_free().  The arenas are pooled.
+ */
+struct req {
+    Rzkv__Envelope *env;        /* NULL: the bytes did not decode */
+    struct arena arena;
+    struct req *next_free;
+};
+
+/* coord.c; NULL if out of memory.  Any thread. */
+struct req *req_unpack(const uint8_t *data, size_t len);
+void req_free(struct req *rq);
+
+/* coord_cluster.c; rq is consumed. */
+void cluster_request(struct srv *s, nng_msg *m, struct req *rq);
 void cluster_tick(nng_time now);
 
-/* coord_node.c; env is consumed. */
-void node_batch(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
-void node_list_keys(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
-void node_info(struct srv *s, nng_msg *m, Rzkv__Envelope *env);
+/* coord_node.c; rq is consumed. */
+void node_batch(struct srv *s, nng_msg *m, struct req *rq);
+void node_list_keys(struct srv *s, nng_msg *m, struct req *rq);
+void node_info(struct srv *s, nng_msg *m, struct req *rq);
 
 /* One merged page of key listings: entries point into the replies. */
 struct list_page {

@@ -44,7 +44,8 @@ struct cop {
     unsigned refs;
     struct srv *srv;            /* NULL once answered */
     nng_msg *msg;               /* the request; becomes the reply */
-    Rzkv__Envelope *env;        /* owns key and value */
+    struct req *rq;             /* owns key and value, and this cop and
+                                 * its buffers: all in rq->arena */
     struct topo *topo;
     enum cop_kind kind;
     enum cop_phase phase;
@@ -81,16 +82,12 @@ cop_unref(struct cop *c)
     coord.cluster_ops--;
     if (c->best != NULL)
         rzkv__node_result__free_unpacked(c->best, NULL);
-    if (c->env != NULL)
-        rzkv__envelope__free_unpacked(c->env, NULL);
     if (c->msg != NULL)
         nng_msg_free(c->msg);
     quorum_free(&c->q);
     quorum_free(&c->qv);
-    free(c->getbuf);
-    free(c->setbuf);
     topo_unref(c->topo);
-    free(c);
+    req_free(c->rq);            /* c itself, last */
 }
 
 /* Send the packed reply in c->msg and drop the "unanswered" reference. */
@@ -157,11 +154,12 @@ cop_answer_failure(struct cop *c, struct quorum *q, int value_phase,
     cop_answer_error(c, (Rzkv__Status)status, text);
 }
 
+/* op packed into c's arena, for as long as c lives. */
 static uint8_t *
-pack_op(const Rzkv__NodeOp *op, size_t *len)
+pack_op(struct cop *c, const Rzkv__NodeOp *op, size_t *len)
 {
     *len = rzkv__node_op__get_packed_size(op);
-    uint8_t *buf = malloc(*len ? *len : 1);
+    uint8_t *buf = arena_alloc(&c->rq->arena, *len);
     if (buf != NULL)
         rzkv__node_op__pack(op, buf);
     return buf;
@@ -304,7 +302,7 @@ pack_repair(struct cop *c)
     rs.expires_ms = c->expires_ms;
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &rs;
-    c->setbuf = pack_op(&op, &c->setlen);
+    c->setbuf = pack_op(c, &op, &c->setlen);
     return c->setbuf != NULL ? 0 : -1;
 }
 
@@ -371,7 +369,7 @@ read_progress(struct cop *c)
 static int
 send_to_all(struct cop *c, const Rzkv__NodeOp *op, dest_done_fn done)
 {
-    if ((c->getbuf = pack_op(op, &c->getlen)) == NULL) {
+    if ((c->getbuf = pack_op(c, op, &c->getlen)) == NULL) {
         cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
         return -1;
     }
@@ -483,14 +481,14 @@ value_start(struct cop *c)
     if (c->kind == COP_DEL)
         e.tombstone = 1;
     else
-        e.value = c->env->cluster->set->value;
+        e.value = c->rq->env->cluster->set->value;
     rs.entry = &e;
     rs.expires_ms = c->expires_ms;
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &rs;
     c->phase = PH_VALUE;
     quorum_init(&c->qv, c->n, c->q.required);
-    if ((c->setbuf = pack_op(&op, &c->setlen)) == NULL) {
+    if ((c->setbuf = pack_op(c, &op, &c->setlen)) == NULL) {
         cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
         return;
     }
@@ -709,24 +707,26 @@ validate(struct srv *s, nng_msg *m, const Rzkv__ClusterRequest *r)
 
 /* Under the lock: set up and start one operation. */
 static void
-cop_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
+cop_start(struct srv *s, nng_msg *m, struct req *rq)
 {
-    const Rzkv__ClusterRequest *r = env->cluster;
+    const Rzkv__ClusterRequest *r = rq->env->cluster;
     struct topo *t = coord.topo;
     const ProtobufCBinaryData *key = request_key(r);
     unsigned want = (unsigned)t->conf->replica_count;
-    struct cop *c = calloc(1, sizeof(*c) + 2 * want * sizeof(c->dop[0]));
+    size_t size = sizeof(struct cop) + 2 * want * sizeof(struct dest_op);
+    struct cop *c = arena_alloc(&rq->arena, size);
 
     if (c == NULL) {
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         srv_reply_error(s, m, RZKV__STATUS__INTERNAL, "out of memory");
         return;
     }
+    memset(c, 0, size);
     topo_ref(t);
     c->topo = t;
     c->srv = s;
     c->msg = m;
-    c->env = env;
+    c->rq = rq;
     c->refs = 1;
     c->key = key->data;
     c->key_len = key->len;
@@ -766,37 +766,37 @@ cop_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
 }
 
 void
-cluster_request(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
+cluster_request(struct srv *s, nng_msg *m, struct req *rq)
 {
-    const Rzkv__ClusterRequest *r = env->cluster;
+    const Rzkv__ClusterRequest *r = rq->env->cluster;
 
     if (validate(s, m, r) != 0) {
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         return;
     }
     nng_mtx_lock(coord.lock);
     if (coord.stopping) {
         nng_mtx_unlock(coord.lock);
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         srv_reply_error(s, m, RZKV__STATUS__STOPPING,
                         "node %s is shutting down; try another node",
                         coord.node->id);
         return;
     }
     if (r->op_case == RZKV__CLUSTER_REQUEST__OP_INFO) {
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         cluster_info(s, m);
         nng_mtx_unlock(coord.lock);
         return;
     }
     if (coord.cluster_waiting >= COORD_MAX_CLUSTER) {
         nng_mtx_unlock(coord.lock);
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         srv_reply_error(s, m, RZKV__STATUS__UNAVAILABLE,
                         "coordinator overloaded: %d operations in flight",
                         COORD_MAX_CLUSTER);
         return;
     }
-    cop_start(s, m, env);
+    cop_start(s, m, rq);
     nng_mtx_unlock(coord.lock);
 }

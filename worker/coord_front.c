@@ -57,6 +57,7 @@
 
 #define FRONT_LISTEN_BACKLOG 1024
 #define FRONT_FWD_MAX       1024    /* batches waiting on the storage worker */
+#define FRONT_SPARE_MAX     (16 * 1024) /* a reply message a slot keeps */
 
 /* A batch handed to the storage worker, waiting for its reply. */
 struct front_fwd {
@@ -195,13 +196,16 @@ front_request(struct sp_conn *c, const uint8_t *hdr, size_t hdrlen,
     struct srv *s = srv_take();
     if (s == NULL)
         return -1;
-    nng_msg *m;
-    if (nng_msg_alloc(&m, len) != 0) {
+    nng_msg *m = s->spare;
+    s->spare = NULL;
+    if ((m == NULL && nng_msg_alloc(&m, 0) != 0) ||
+        nng_msg_append(m, body, len) != 0) {
+        if (m != NULL)
+            nng_msg_free(m);
         srv_put(s);
         coord_log_bad("out of memory for a %zu-byte request: dropped", len);
         return 0;
     }
-    memcpy(nng_msg_body(m), body, len);
     s->conn = c;
     sp_conn_ref(c);
     s->hdrlen = (uint8_t)hdrlen;
@@ -215,7 +219,12 @@ front_reply(struct srv *s, nng_msg *m)
 {
     struct sp_conn *c = s->conn;
     sp_conn_reply(c, s->hdr, s->hdrlen, nng_msg_body(m), nng_msg_len(m));
-    nng_msg_free(m);
+    if (s->spare == NULL && nng_msg_capacity(m) <= FRONT_SPARE_MAX) {
+        nng_msg_clear(m);
+        s->spare = m;
+    } else {
+        nng_msg_free(m);
+    }
     s->conn = NULL;
     sp_conn_unref(c);
     srv_put(s);

@@ -196,14 +196,14 @@ fwd_pack(struct fwd *f, const Rzkv__NodeBatch *b)
 }
 
 void
-node_batch(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
+node_batch(struct srv *s, nng_msg *m, struct req *rq)
 {
-    const Rzkv__NodeBatch *b = env->node;
+    const Rzkv__NodeBatch *b = rq->env->node;
     size_t n = b->n_ops;
     struct fwd *f = NULL;
 
     if (n > NODE_BATCH_MAX_OPS) {
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         coord_log_bad("NodeBatch of %zu operations refused", n);
         srv_reply_error(s, m, RZKV__STATUS__TOO_LARGE,
                         "%zu operations in one batch: the maximum is %d",
@@ -248,7 +248,7 @@ node_batch(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
         }
         f->refs++;
     }
-    rzkv__envelope__free_unpacked(env, NULL);
+    req_free(rq);
     fwd_unref(f);
     nng_mtx_unlock(coord.lock);
     return;
@@ -257,7 +257,7 @@ nomem:
         f->msg = NULL;
         fwd_free(f);
     }
-    rzkv__envelope__free_unpacked(env, NULL);
+    req_free(rq);
     srv_reply_error(s, m, RZKV__STATUS__INTERNAL, "out of memory");
 }
 
@@ -269,7 +269,7 @@ typedef void (*gather_fn)(struct gather *g);
 struct gather {
     struct srv *srv;
     nng_msg *msg;
-    Rzkv__Envelope *env;
+    struct req *rq;             /* the request, sent to every shard */
     gather_fn finish;
     unsigned pending;
     Rzkv__Reply **replies;      /* per shard, NULL if it failed */
@@ -286,8 +286,8 @@ gather_free(struct gather *g)
     }
     free(g->replies);
     free(g->errors);
-    if (g->env != NULL)
-        rzkv__envelope__free_unpacked(g->env, NULL);
+    if (g->rq != NULL)
+        req_free(g->rq);
     if (g->msg != NULL)
         nng_msg_free(g->msg);
     free(g);
@@ -341,9 +341,9 @@ gather_done(void *arg, nng_msg *reply, const char *err)
 }
 
 /* Send the request (m's bytes) to every shard; finish runs when all
- * answered.  Consumes m and env. */
+ * answered.  Consumes m and rq. */
 static void
-gather_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env, gather_fn fn)
+gather_start(struct srv *s, nng_msg *m, struct req *rq, gather_fn fn)
 {
     struct gather *g = calloc(1, sizeof(*g));
 
@@ -353,13 +353,13 @@ gather_start(struct srv *s, nng_msg *m, Rzkv__Envelope *env, gather_fn fn)
         if (g != NULL)
             free(g->replies);
         free(g);
-        rzkv__envelope__free_unpacked(env, NULL);
+        req_free(rq);
         srv_reply_error(s, m, RZKV__STATUS__INTERNAL, "out of memory");
         return;
     }
     g->srv = s;
     g->msg = m;
-    g->env = env;
+    g->rq = rq;
     g->finish = fn;
     nng_mtx_lock(coord.lock);
     coord.pending_replies++;
@@ -468,7 +468,7 @@ static void
 list_finish(struct gather *g)
 {
     const char *err = gather_error(g);
-    size_t limit = g->env->list_keys->limit;
+    size_t limit = g->rq->env->list_keys->limit;
     struct list_page page;
 
     if (err != NULL) {
@@ -502,9 +502,9 @@ list_finish(struct gather *g)
 }
 
 void
-node_list_keys(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
+node_list_keys(struct srv *s, nng_msg *m, struct req *rq)
 {
-    gather_start(s, m, env, list_finish);
+    gather_start(s, m, rq, list_finish);
 }
 
 /* ---- NodeInfo --------------------------------------------------------------- */
@@ -569,7 +569,7 @@ info_finish(struct gather *g)
 }
 
 void
-node_info(struct srv *s, nng_msg *m, Rzkv__Envelope *env)
+node_info(struct srv *s, nng_msg *m, struct req *rq)
 {
-    gather_start(s, m, env, info_finish);
+    gather_start(s, m, rq, info_finish);
 }
