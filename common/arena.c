@@ -10,6 +10,29 @@
 
 #include "arena.h"
 
+/*
+ * Under AddressSanitizer the free part of a block is poisoned and each
+ * piece is followed by a poisoned gap, so an overrun of one piece is
+ * caught as it would be between two mallocs.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_REDZONE   alignof(max_align_t)
+#define POISON(p, n)    ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n)  ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_REDZONE   0
+#define POISON(p, n)    ((void)(p), (void)(n))
+#define UNPOISON(p, n)  ((void)(p), (void)(n))
+#endif
+
 #define ARENA_BLOCK_MIN 4096    /* bytes, header included */
 #define ARENA_ALIGN     alignof(max_align_t)
 
@@ -53,7 +76,15 @@ block_new(size_t size)
     b->next = NULL;
     b->size = size;
     b->used = 0;
+    POISON(b->data, size);
     return b;
+}
+
+static void
+block_free(struct arena_block *b)
+{
+    UNPOISON(b->data, b->size);
+    free(b);
 }
 
 void *
@@ -63,7 +94,8 @@ arena_alloc(struct arena *a, size_t n)
 
     if (n > SIZE_MAX / 2)
         return NULL;
-    n = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    size_t asked = n;
+    n = ((n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1)) + ARENA_REDZONE;
     if (b == NULL || b->size - b->used < n) {
         /* Each new block at least doubles what the arena holds, so a
          * message takes O(log size) blocks. */
@@ -83,6 +115,7 @@ arena_alloc(struct arena *a, size_t n)
     }
     void *p = b->data + b->used;
     b->used += n;
+    UNPOISON(p, asked);
     return p;
 }
 
@@ -94,6 +127,7 @@ arena_reset(struct arena *a)
     if (b == NULL)
         return;
     if (b->next == NULL && b->size <= ARENA_KEEP_MAX) {
+        POISON(b->data, b->used);
         b->used = 0;
         return;
     }
@@ -101,7 +135,7 @@ arena_reset(struct arena *a)
     while (b != NULL) {
         struct arena_block *next = b->next;
         total += b->size;
-        free(b);
+        block_free(b);
         b = next;
     }
     a->head = NULL;
@@ -112,7 +146,8 @@ void
 arena_free(struct arena *a)
 {
     arena_reset(a);
-    free(a->head);
+    if (a->head != NULL)
+        block_free(a->head);
     a->head = NULL;
     a->want = 0;
 }

@@ -17,12 +17,16 @@
 #include "arena.h"
 #include "rzkv.pb-c.h"
 
-/* Where the piece after one of n bytes starts, if both share a block. */
-static unsigned char *
-after(unsigned char *p, size_t n)
-{
-    return p + ((n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1));
-}
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 static void
 test_pieces_aligned_and_apart(void **state)
@@ -74,9 +78,13 @@ test_settles_on_one_block(void **state)
     /* 40 KB in 1 KB pieces takes several blocks the first time... */
     for (size_t i = 0; i < PIECES; i++)
         assert_non_null(p[i] = arena_alloc(&a, PIECE));
+    /* (Pieces of one block are a fixed stride apart: the first two
+     * share the first block.) */
+    ptrdiff_t stride = p[1] - p[0];
+    assert_true(stride >= PIECE);
     int blocks = 1;
     for (size_t i = 1; i < PIECES; i++)
-        if (p[i] != after(p[i - 1], PIECE))
+        if (p[i] - p[i - 1] != stride)
             blocks++;
     assert_true(blocks > 1);
     arena_reset(&a);
@@ -85,7 +93,7 @@ test_settles_on_one_block(void **state)
     assert_non_null(last);
     for (size_t i = 1; i < PIECES; i++) {
         unsigned char *q = arena_alloc(&a, PIECE);
-        assert_ptr_equal(q, after(last, PIECE));
+        assert_true(q - last == stride);
         last = q;
     }
     arena_free(&a);
@@ -123,6 +131,30 @@ test_zero_and_huge(void **state)
     /* The arena still works after a refusal. */
     assert_non_null(arena_alloc(&a, 64));
     arena_free(&a);
+}
+
+/* Under AddressSanitizer, the byte past a piece and the pieces of a
+ * reset arena are poisoned, so overruns are caught as between mallocs. */
+static void
+test_overrun_poisoned(void **state)
+{
+    (void)state;
+#ifdef TEST_ASAN
+    struct arena a;
+
+    arena_init(&a);
+    unsigned char *p = arena_alloc(&a, 10);
+    unsigned char *q = arena_alloc(&a, 32);
+    assert_false(__asan_address_is_poisoned(p + 9));
+    assert_true(__asan_address_is_poisoned(p + 10));
+    assert_true(__asan_address_is_poisoned(q + 32));
+    arena_reset(&a);
+    assert_true(__asan_address_is_poisoned(p));
+    assert_true(__asan_address_is_poisoned(q));
+    arena_free(&a);
+#else
+    skip();
+#endif
 }
 
 /* A batch unpacked into an arena equals the same batch unpacked with
@@ -210,6 +242,7 @@ main(void)
         cmocka_unit_test(test_settles_on_one_block),
         cmocka_unit_test(test_big_block_not_kept),
         cmocka_unit_test(test_zero_and_huge),
+        cmocka_unit_test(test_overrun_poisoned),
         cmocka_unit_test(test_protobuf_unpack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
