@@ -114,6 +114,7 @@ struct slot {
 
 struct bench {
     const struct bench_conf *conf;
+    size_t key_prefix_len;
     struct zipf zipf;
     rzkv_req req;
     uint64_t t0, warm_end, end;     /* monotonic ns; end 0: run for -n */
@@ -481,9 +482,8 @@ parse_bench_args(int argc, char **argv, struct bench_conf *bc)
 static size_t
 make_key(const struct bench *b, uint64_t index, char *key)
 {
-    int n = snprintf(key, KEY_MAX, "%s%010" PRIu64, b->conf->key_prefix,
-                     index);
-    return n < KEY_MAX ? (size_t)n : KEY_MAX - 1;
+    return key_name(key, KEY_MAX, b->conf->key_prefix, b->key_prefix_len,
+                    index);
 }
 
 static uint64_t
@@ -1350,6 +1350,7 @@ cmd_bench(int argc, char **argv)
     }
     memset(&b, 0, sizeof(b));
     b.conf = &bc;
+    b.key_prefix_len = strlen(bc.key_prefix);
     pthread_mutex_init(&b.error_lock, NULL);
     pthread_mutex_init(&b.drive_lock, NULL);
     init_monotonic_cond(&b.drive_cond);

@@ -140,3 +140,25 @@ zipf_next(const struct zipf *z, struct rng *r)
             return (uint64_t)k - 1;
     }
 }
+
+size_t
+key_name(char *key, size_t cap, const char *prefix, size_t plen,
+         uint64_t index)
+{
+    char digits[20];            /* UINT64_MAX has 20 */
+    size_t nd = 0;
+
+    do {
+        digits[nd++] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index != 0);
+    while (nd < 10)
+        digits[nd++] = '0';
+    size_t len = 0;
+    for (size_t i = 0; i < plen && len + 1 < cap; i++)
+        key[len++] = prefix[i];
+    while (nd > 0 && len + 1 < cap)
+        key[len++] = digits[--nd];
+    key[len] = '\0';
+    return len;
+}

@@ -1,10 +1,12 @@
 /*
  * keydist.h - the key choosers of rzkvctl bench: a small fast random
- * generator, and uniform or Zipf-distributed key indexes.
+ * generator, uniform or Zipf-distributed key indexes, and the keys'
+ * names.
  */
 #ifndef RZKV_KEYDIST_H
 #define RZKV_KEYDIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* xoshiro256** seeded through splitmix64; one per thread, no locking. */
@@ -36,5 +38,14 @@ struct zipf {
 
 int zipf_init(struct zipf *z, uint64_t n, double s);
 uint64_t zipf_next(const struct zipf *z, struct rng *r);
+
+/*
+ * Key number index as snprintf(key, cap, "%s%010" PRIu64, prefix, index)
+ * writes it (plen = strlen(prefix), cap > 0), and its length, truncated
+ * as snprintf truncates.  It was 4% of the bench's CPU as snprintf, and
+ * the bench shares the machine with the cluster it measures.
+ */
+size_t key_name(char *key, size_t cap, const char *prefix, size_t plen,
+                uint64_t index);
 
 #endif

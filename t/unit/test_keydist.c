@@ -3,11 +3,13 @@
  * frequencies match k^-s / H(n, s) for several n and s, indexes stay in
  * range, and the uniform draws are even and reproducible from a seed.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +133,32 @@ test_uniform(void **state)
     assert_true(rng_next(&r) != rng_next(&again));
 }
 
+/* key_name writes what snprintf("%s%010" PRIu64) writes, truncation
+ * included. */
+static void
+test_key_name(void **state)
+{
+    (void)state;
+    const char *prefixes[] = { "", "bench:", "s1k:", "a-much-longer-prefix/" };
+    const uint64_t indexes[] = { 0, 7, 1234567890, 9999999999ull,
+                                 10000000000ull, UINT64_MAX };
+    const size_t caps[] = { 1, 2, 5, 11, 16, 64 };
+    char want[64], got[64];
+
+    for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++)
+        for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); i++)
+            for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+                int n = snprintf(want, caps[c], "%s%010" PRIu64, prefixes[p],
+                                 indexes[i]);
+                size_t wlen = (size_t)n < caps[c] ? (size_t)n : caps[c] - 1;
+                memset(got, 'x', sizeof(got));
+                size_t len = key_name(got, caps[c], prefixes[p],
+                                      strlen(prefixes[p]), indexes[i]);
+                assert_int_equal(len, wlen);
+                assert_string_equal(got, want);
+            }
+}
+
 int
 main(void)
 {
@@ -139,6 +167,7 @@ main(void)
         cmocka_unit_test(test_zipf_other_exponents),
         cmocka_unit_test(test_zipf_edges),
         cmocka_unit_test(test_uniform),
+        cmocka_unit_test(test_key_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
