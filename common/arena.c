@@ -65,6 +65,7 @@ arena_init(struct arena *a)
     a->pb.allocator_data = a;
     a->head = NULL;
     a->want = 0;
+    a->keep = ARENA_KEEP_MAX;
 }
 
 static struct arena_block *
@@ -126,7 +127,7 @@ arena_reset(struct arena *a)
 
     if (b == NULL)
         return;
-    if (b->next == NULL && b->size <= ARENA_KEEP_MAX) {
+    if (b->next == NULL && b->size <= a->keep) {
         POISON(b->data, b->used);
         b->used = 0;
         return;
@@ -139,7 +140,7 @@ arena_reset(struct arena *a)
         b = next;
     }
     a->head = NULL;
-    a->want = total <= ARENA_KEEP_MAX ? total : 0;
+    a->want = total <= a->keep ? total : 0;
 }
 
 void

@@ -25,7 +25,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-/* A reset arena keeps one block of up to this many bytes. */
+/* A reset arena keeps one block of up to this many bytes, unless its
+ * keep says less. */
 #define ARENA_KEEP_MAX  (64 * 1024)
 
 struct arena_block;
@@ -37,16 +38,18 @@ struct arena {
                                  * follow it */
     size_t want;                /* what the blocks added up to at the last
                                  * reset: the next block's size */
+    size_t keep;                /* the most a reset keeps: ARENA_KEEP_MAX
+                                 * from arena_init; a user may lower it */
 };
 
 void arena_init(struct arena *a);
 /* n bytes aligned for any type, valid until the next reset; NULL if out
  * of memory.  n may be 0. */
 void *arena_alloc(struct arena *a, size_t n);
-/* Everything handed out is gone.  One block of up to ARENA_KEEP_MAX is
+/* Everything handed out is gone.  One block of up to a->keep bytes is
  * kept; if it took several, they are freed and the next block is made
- * their total size (up to ARENA_KEEP_MAX), so an arena used for messages
- * of one size settles on one block. */
+ * their total size (up to a->keep), so an arena used for messages of one
+ * size settles on one block. */
 void arena_reset(struct arena *a);
 /* Reset, and give the blocks back. */
 void arena_free(struct arena *a);

@@ -117,6 +117,14 @@ test_big_block_not_kept(void **state)
     assert_int_equal(a.want, 0);
     assert_non_null(arena_alloc(&a, 10));
     arena_free(&a);
+
+    /* A lower keep: the first block (4 KiB) is already over it. */
+    arena_init(&a);
+    a.keep = 1024;
+    assert_non_null(arena_alloc(&a, 100));
+    arena_reset(&a);
+    assert_null(a.head);
+    arena_free(&a);
 }
 
 static void
@@ -133,13 +141,15 @@ test_zero_and_huge(void **state)
     arena_free(&a);
 }
 
+#ifdef TEST_ASAN
 /* Under AddressSanitizer, the byte past a piece and the pieces of a
- * reset arena are poisoned, so overruns are caught as between mallocs. */
+ * reset arena are poisoned, so overruns are caught as between mallocs.
+ * (Only in ASan builds: cmocka's skip() reads as a failure to automake's
+ * TAP driver.) */
 static void
 test_overrun_poisoned(void **state)
 {
     (void)state;
-#ifdef TEST_ASAN
     struct arena a;
 
     arena_init(&a);
@@ -152,10 +162,8 @@ test_overrun_poisoned(void **state)
     assert_true(__asan_address_is_poisoned(p));
     assert_true(__asan_address_is_poisoned(q));
     arena_free(&a);
-#else
-    skip();
-#endif
 }
+#endif
 
 /* A batch unpacked into an arena equals the same batch unpacked with
  * malloc, field by field, and survives reuse of the arena. */
@@ -242,7 +250,9 @@ main(void)
         cmocka_unit_test(test_settles_on_one_block),
         cmocka_unit_test(test_big_block_not_kept),
         cmocka_unit_test(test_zero_and_huge),
+#ifdef TEST_ASAN
         cmocka_unit_test(test_overrun_poisoned),
+#endif
         cmocka_unit_test(test_protobuf_unpack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
