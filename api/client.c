@@ -60,6 +60,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "arena.h"
 #include "conn.h"
 #include "rzkv.h"
 #include "rzkv.pb-c.h"
@@ -83,6 +84,8 @@
 /* Finished ops kept for reuse; a burst beyond this many in flight frees
  * the extra ones as they finish. */
 #define SPARE_OPS_MAX               1024
+#define SPARE_MSG_MAX               (16 * 1024) /* bytes of request message,
+                                     * and of reply arena, a spare op keeps */
 
 struct node {
     char addr[RZKV_ADDRESS_MAX];    /* as the caller wrote it */
@@ -147,6 +150,8 @@ struct op {
 
     enum op_type type;
     nng_msg *msg;                   /* the request, kept for the next node */
+    nng_msg *spare_msg;             /* the last request's, emptied: the
+                                     * next one is packed into it */
     unsigned wait_ms;               /* for an answer, once sent */
     size_t start;                   /* the first node tried */
     size_t tried;                   /* nodes tried so far, this one included */
@@ -166,6 +171,7 @@ struct op {
     char why[RZKV_MESSAGE_MAX];     /* why this one could not */
     rzkv_error err;                 /* the outcome */
     Rzkv__Reply *reply;             /* the answer behind it, if any */
+    struct arena arena;             /* reply's pieces (arena.h) */
     rzkv_stamp stamp;
     struct completion how;
 };
@@ -814,6 +820,8 @@ op_new(rzkv_client *c)
     /* No nng timeout: the timer thread ends overdue steps. */
     nng_aio_set_timeout(op->aio, NNG_DURATION_INFINITE);
     op->c = c;
+    arena_init(&op->arena);
+    op->arena.keep = SPARE_MSG_MAX;
     pthread_mutex_init(&op->lock, NULL);
     atomic_init(&op->cancelled, false);
     return op;
@@ -836,6 +844,9 @@ op_destroy(struct op *op, bool from_callback)
         nng_aio_free(op->aio);
     }
     pthread_mutex_destroy(&op->lock);
+    arena_free(&op->arena);
+    if (op->spare_msg != NULL)
+        nng_msg_free(op->spare_msg);
     free(op->ctxs);
     free(op->ctx_open);
     free(op);
@@ -957,12 +968,16 @@ complete(struct op *op)
 {
     settle(op);
     op->how.done(op);
-    if (op->reply != NULL) {
-        rzkv__reply__free_unpacked(op->reply, NULL);
-        op->reply = NULL;
-    }
+    op->reply = NULL;
+    arena_reset(&op->arena);
     if (op->msg != NULL) {
-        nng_msg_free(op->msg);
+        if (op->spare_msg == NULL &&
+            nng_msg_capacity(op->msg) <= SPARE_MSG_MAX) {
+            nng_msg_clear(op->msg);
+            op->spare_msg = op->msg;
+        } else {
+            nng_msg_free(op->msg);
+        }
         op->msg = NULL;
     }
     op_release(op);
@@ -1175,8 +1190,8 @@ outcome(struct op *op, enum attempt result)
         bool said = r->message != NULL && r->message[0] != '\0';
         note_reason(op->reasons, sizeof(op->reasons), "%s: %s", nd->addr,
                     said ? r->message : wire_status_str(r->status));
-        rzkv__reply__free_unpacked(r, NULL);
         op->reply = NULL;
+        arena_reset(&op->arena);
         next_node(op);
         return;
     }
@@ -1267,7 +1282,7 @@ sent(struct op *op, int rv)
 static void
 answered(struct op *op, const uint8_t *body, size_t len)
 {
-    op->reply = rzkv__reply__unpack(NULL, len, body);
+    op->reply = rzkv__reply__unpack(&op->arena.pb, len, body);
     if (op->reply == NULL) {
         snprintf(op->why, sizeof(op->why), "%s sent an answer that is "
                  "not an rzkv reply", op_node(op)->addr);
@@ -1554,11 +1569,16 @@ submit(rzkv_client *c, enum op_type type, const Rzkv__Envelope *env,
     if (how->cb == NULL && in_callback)
         return set_error(err, RZKV_INVALID, NULL, "a synchronous call from "
                          "a callback would block the library's threads");
-    if ((msg = wire_pack(&env->base)) == NULL)
-        return set_error(err, RZKV_ERROR, NULL, "out of memory");
-    if ((op = op_take(c, &refused, err)) == NULL) {
-        nng_msg_free(msg);
+    if ((op = op_take(c, &refused, err)) == NULL)
         return refused;
+    msg = op->spare_msg;
+    op->spare_msg = NULL;
+    if (msg == NULL ? (msg = wire_pack(&env->base)) == NULL
+                    : wire_pack_into(msg, &env->base) != 0) {
+        if (msg != NULL)
+            nng_msg_free(msg);
+        op_release(op);
+        return set_error(err, RZKV_ERROR, NULL, "out of memory");
     }
     op->type = type;
     op->msg = msg;
