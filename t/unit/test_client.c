@@ -198,12 +198,45 @@ fake_requests(struct fake *f)
     return n;
 }
 
+/* The last request the fake decoded, taken under its lock (it is
+ * replaced when the next request arrives: read it between requests). */
+static const Rzkv__Envelope *
+fake_last(struct fake *f)
+{
+    pthread_mutex_lock(&f->lock);
+    const Rzkv__Envelope *env = f->last;
+    pthread_mutex_unlock(&f->lock);
+    return env;
+}
+
 static void
 fake_set_reply(struct fake *f, Rzkv__Status status, const char *message)
 {
     pthread_mutex_lock(&f->lock);
     f->reply.status = status;
     f->reply.message = (char *)message;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/*
+ * The body of the fake's answers: cluster, list_keys or neither (both
+ * NULL).  Set under its lock, like everything the fake's thread reads,
+ * so that what the test wrote into the body before is ordered before the
+ * fake reads it (helgrind cannot see the order a socket gives): call it
+ * again after changing the body.
+ */
+static void
+fake_set_body(struct fake *f, Rzkv__ClusterReply *cluster,
+              Rzkv__ListKeysReply *list_keys)
+{
+    pthread_mutex_lock(&f->lock);
+    f->reply.body_case = cluster != NULL ? RZKV__REPLY__BODY_CLUSTER
+                       : list_keys != NULL ? RZKV__REPLY__BODY_LIST_KEYS
+                       : RZKV__REPLY__BODY__NOT_SET;
+    if (cluster != NULL)
+        f->reply.cluster = cluster;
+    else if (list_keys != NULL)
+        f->reply.list_keys = list_keys;
     pthread_mutex_unlock(&f->lock);
 }
 
@@ -282,8 +315,7 @@ test_get_round_trip(void **state)
     body.value.data = value;
     body.value.len = sizeof(value);
     body.stamp = &stamp;
-    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
-    f->reply.cluster = &body;
+    fake_set_body(f, &body, NULL);
 
     const char *addrs[] = { f->url };
     rzkv_client *c = connect_to(addrs, 1, 0);
@@ -306,7 +338,7 @@ test_get_round_trip(void **state)
     rzkv_free(got);
 
     /* what went over the wire */
-    Rzkv__Envelope *env = f->last;
+    const Rzkv__Envelope *env = fake_last(f);
     assert_non_null(env);
     assert_int_equal(env->msg_case, RZKV__ENVELOPE__MSG_CLUSTER);
     assert_int_equal(env->cluster->op_case, RZKV__CLUSTER_REQUEST__OP_GET);
@@ -332,8 +364,7 @@ test_set_and_del_encoding(void **state)
     stamp.epoch = 3;
     stamp.counter = 4;
     body.stamp = &stamp;
-    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
-    f->reply.cluster = &body;
+    fake_set_body(f, &body, NULL);
 
     const char *addrs[] = { f->url };
     rzkv_client *c = connect_to(addrs, 1, 700);
@@ -345,7 +376,7 @@ test_set_and_del_encoding(void **state)
                               NULL, &got, &err), RZKV_OK);
     assert_int_equal(got.epoch, 3);
     assert_int_equal(got.counter, 4);
-    Rzkv__ClusterRequest *cr = f->last->cluster;
+    Rzkv__ClusterRequest *cr = fake_last(f)->cluster;
     assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_SET);
     assert_int_equal(cr->consistency, RZKV__CONSISTENCY__QUORUM);
     assert_int_equal(cr->timeout_ms, 700);
@@ -356,12 +387,12 @@ test_set_and_del_encoding(void **state)
 
     /* an empty value is a value */
     assert_int_equal(rzkv_set(c, "e", 1, NULL, 0, NULL, NULL, &err), RZKV_OK);
-    assert_int_equal(f->last->cluster->set->value.len, 0);
+    assert_int_equal(fake_last(f)->cluster->set->value.len, 0);
 
     rzkv_req one = { RZKV_ONE, 0 };
     assert_int_equal(rzkv_del(c, key, sizeof(key), &one, NULL, &err),
                      RZKV_OK);
-    cr = f->last->cluster;
+    cr = fake_last(f)->cluster;
     assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_DEL);
     assert_int_equal(cr->consistency, RZKV__CONSISTENCY__ONE);
     assert_int_equal(cr->timeout_ms, 700);
@@ -391,8 +422,7 @@ test_big_values_over_tcp(void **state)
     }
     body.value.data = in;
     body.value.len = big;
-    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
-    f->reply.cluster = &body;
+    fake_set_body(f, &body, NULL);
 
     const char *addrs[] = { f->url };
     rzkv_client *c = connect_to(addrs, 1, 0);
@@ -403,7 +433,7 @@ test_big_values_over_tcp(void **state)
     for (int round = 0; round < 3; round++) {
         assert_int_equal(rzkv_set(c, "big", 3, out, big, NULL, NULL, &err),
                          RZKV_OK);
-        Rzkv__ClusterRequest *cr = f->last->cluster;
+        Rzkv__ClusterRequest *cr = fake_last(f)->cluster;
         assert_int_equal(cr->set->value.len, big);
         assert_memory_equal(cr->set->value.data, out, big);
         if (rzkv_get(c, "big", 3, NULL, &got, &len, NULL, &err) != RZKV_OK)
@@ -740,12 +770,12 @@ test_info_keys_health(void **state)
     ci.n_nodes = 2;
     ci.nodes = peers;
     body.info = &ci;
-    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
-    f->reply.cluster = &body;
+    fake_set_body(f, &body, NULL);
 
     rzkv_cluster_info *info;
     assert_int_equal(rzkv_info(c, NULL, &info, &err), RZKV_OK);
-    assert_int_equal(f->last->cluster->op_case, RZKV__CLUSTER_REQUEST__OP_INFO);
+    assert_int_equal(fake_last(f)->cluster->op_case,
+                     RZKV__CLUSTER_REQUEST__OP_INFO);
     assert_string_equal(info->node_id, "n1");
     assert_int_equal(info->replica_count, 3);
     assert_int_equal(info->read_quorum, 2);
@@ -773,15 +803,14 @@ test_info_keys_health(void **state)
     lk.entries = entries;
     lk.next_key.data = (uint8_t *)"d";
     lk.next_key.len = 1;
-    f->reply.body_case = RZKV__REPLY__BODY_LIST_KEYS;
-    f->reply.list_keys = &lk;
+    fake_set_body(f, NULL, &lk);
 
     rzkv_key_page *page;
     assert_int_equal(rzkv_keys(c, "a", 1, 5, NULL, &page, &err), RZKV_OK);
-    assert_int_equal(f->last->msg_case, RZKV__ENVELOPE__MSG_LIST_KEYS);
-    assert_int_equal(f->last->list_keys->limit, 5);
-    assert_memory_equal(f->last->list_keys->start_key.data, "a", 1);
-    assert_false(f->last->list_keys->include_tombstones);
+    assert_int_equal(fake_last(f)->msg_case, RZKV__ENVELOPE__MSG_LIST_KEYS);
+    assert_int_equal(fake_last(f)->list_keys->limit, 5);
+    assert_memory_equal(fake_last(f)->list_keys->start_key.data, "a", 1);
+    assert_false(fake_last(f)->list_keys->include_tombstones);
     assert_int_equal(page->count, 2);       /* the tombstone is left out */
     assert_int_equal(page->keys[0].len, 3);
     assert_memory_equal(page->keys[0].key, "a\0b", 3);
@@ -795,9 +824,10 @@ test_info_keys_health(void **state)
 
     /* rzkv_keys_all: the tombstone too, and which keys are deleted */
     e2.tombstone_age_ms = 4200;
+    fake_set_body(f, NULL, &lk);
     assert_int_equal(rzkv_keys_all(c, NULL, 0, 0, NULL, &page, &err),
                      RZKV_OK);
-    assert_true(f->last->list_keys->include_tombstones);
+    assert_true(fake_last(f)->list_keys->include_tombstones);
     assert_int_equal(page->count, 3);
     assert_non_null(page->states);
     assert_memory_equal(page->keys[1].key, "gone", 4);
@@ -808,17 +838,18 @@ test_info_keys_health(void **state)
     rzkv_key_page_free(page);
 
     lk.next_key.len = 0;
+    fake_set_body(f, NULL, &lk);
     assert_int_equal(rzkv_keys(c, NULL, 0, 0, NULL, &page, &err), RZKV_OK);
     assert_null(page->next_key);
     rzkv_key_page_free(page);
 
     /* a reply of the wrong kind */
-    f->reply.body_case = RZKV__REPLY__BODY__NOT_SET;
+    fake_set_body(f, NULL, NULL);
     assert_int_equal(rzkv_keys(c, NULL, 0, 0, NULL, &page, &err), RZKV_ERROR);
     assert_null(page);
 
     assert_int_equal(rzkv_health(c, NULL, &err), RZKV_OK);
-    assert_int_equal(f->last->msg_case, RZKV__ENVELOPE__MSG_HEALTH);
+    assert_int_equal(fake_last(f)->msg_case, RZKV__ENVELOPE__MSG_HEALTH);
     fake_set_reply(f, RZKV__STATUS__INTERNAL, "disk full");
     assert_int_equal(rzkv_health(c, NULL, &err), RZKV_ERROR);
     assert_string_equal(err.message, "disk full");
@@ -1006,8 +1037,7 @@ test_async_round_trips(void **state)
     body.value.data = value;
     body.value.len = sizeof(value);
     body.stamp = &stamp;
-    f->reply.body_case = RZKV__REPLY__BODY_CLUSTER;
-    f->reply.cluster = &body;
+    fake_set_body(f, &body, NULL);
 
     seen_init(&s);
     assert_int_equal(rzkv_get_async(c, "k\0y", 3, &one, on_result, &s,
@@ -1024,7 +1054,7 @@ test_async_round_trips(void **state)
     assert_int_equal(s.stamp.epoch, 5);
     assert_int_equal(s.stamp.counter, 6);
     assert_string_equal(s.stamp.writer, "n2/c1");
-    Rzkv__ClusterRequest *cr = f->last->cluster;
+    Rzkv__ClusterRequest *cr = fake_last(f)->cluster;
     assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_GET);
     assert_int_equal(cr->consistency, RZKV__CONSISTENCY__ONE);
     assert_int_equal(cr->timeout_ms, 600);
@@ -1032,6 +1062,7 @@ test_async_round_trips(void **state)
     assert_memory_equal(cr->get->key.data, "k\0y", 3);
 
     stamp.counter = 7;
+    fake_set_body(f, &body, NULL);
     assert_int_equal(rzkv_set_async(c, "k", 1, "\0v", 2, NULL, on_result, &s,
                                     &err), RZKV_OK);
     assert_int_equal(rzkv_wait(c), RZKV_OK);
@@ -1040,7 +1071,7 @@ test_async_round_trips(void **state)
     assert_false(s.has_value);
     assert_true(s.has_stamp);
     assert_int_equal(s.stamp.counter, 7);
-    cr = f->last->cluster;
+    cr = fake_last(f)->cluster;
     assert_int_equal(cr->op_case, RZKV__CLUSTER_REQUEST__OP_SET);
     assert_int_equal(cr->consistency, RZKV__CONSISTENCY__QUORUM);
     assert_memory_equal(cr->set->value.data, "\0v", 2);
@@ -1049,7 +1080,7 @@ test_async_round_trips(void **state)
                      RZKV_OK);
     assert_int_equal(rzkv_wait(c), RZKV_OK);
     assert_int_equal(s.status, RZKV_OK);
-    assert_int_equal(f->last->cluster->op_case,
+    assert_int_equal(fake_last(f)->cluster->op_case,
                      RZKV__CLUSTER_REQUEST__OP_DEL);
 
     assert_int_equal(rzkv_health_async(c, NULL, on_result, &s, &err),
@@ -1057,7 +1088,7 @@ test_async_round_trips(void **state)
     assert_int_equal(rzkv_wait(c), RZKV_OK);
     assert_int_equal(s.status, RZKV_OK);
     assert_false(s.has_stamp);
-    assert_int_equal(f->last->msg_case, RZKV__ENVELOPE__MSG_HEALTH);
+    assert_int_equal(fake_last(f)->msg_case, RZKV__ENVELOPE__MSG_HEALTH);
 
     /* the other statuses, with the node's own words */
     fake_set_reply(f, RZKV__STATUS__NOT_FOUND, "no such key");
@@ -1082,7 +1113,7 @@ test_async_round_trips(void **state)
     assert_non_null(strstr(s.message, "2 of 3 replicas down"));
     /* OK without a body is no answer to a read */
     fake_set_reply(f, RZKV__STATUS__OK, NULL);
-    f->reply.body_case = RZKV__REPLY__BODY__NOT_SET;
+    fake_set_body(f, NULL, NULL);
     assert_int_equal(rzkv_get_async(c, "k", 1, NULL, on_result, &s, &err),
                      RZKV_OK);
     assert_int_equal(rzkv_wait(c), RZKV_OK);
