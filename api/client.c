@@ -971,13 +971,7 @@ complete(struct op *op)
     op->reply = NULL;
     arena_reset(&op->arena);
     if (op->msg != NULL) {
-        if (op->spare_msg == NULL &&
-            nng_msg_capacity(op->msg) <= SPARE_MSG_MAX) {
-            nng_msg_clear(op->msg);
-            op->spare_msg = op->msg;
-        } else {
-            nng_msg_free(op->msg);
-        }
+        wire_msg_recycle(&op->spare_msg, op->msg, SPARE_MSG_MAX);
         op->msg = NULL;
     }
     op_release(op);

@@ -75,6 +75,17 @@ wire_pack(const ProtobufCMessage *msg)
     return m;
 }
 
+void
+wire_msg_recycle(nng_msg **spare, nng_msg *m, size_t max)
+{
+    if (*spare == NULL && nng_msg_capacity(m) <= max) {
+        nng_msg_clear(m);
+        *spare = m;
+    } else {
+        nng_msg_free(m);
+    }
+}
+
 Rzkv__Envelope *
 wire_unpack_envelope(const nng_msg *msg)
 {

@@ -25,6 +25,13 @@ nng_msg *wire_pack(const ProtobufCMessage *msg);
 /* Pack into an existing nng message (its body is replaced); 0 or nng error. */
 int wire_pack_into(nng_msg *dst, const ProtobufCMessage *msg);
 
+/*
+ * Done with m: keep it, emptied, in *spare for the next message to be
+ * packed into (no malloc then), if *spare is free and m's buffer is at
+ * most max bytes; otherwise free it.
+ */
+void wire_msg_recycle(nng_msg **spare, nng_msg *m, size_t max);
+
 /* Unpack; NULL if the bytes are not a valid message of that type. */
 Rzkv__Envelope *wire_unpack_envelope(const nng_msg *msg);
 Rzkv__Reply *wire_unpack_reply(const nng_msg *msg);

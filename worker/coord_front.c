@@ -54,6 +54,7 @@
 #include "coord.h"
 #include "log.h"
 #include "sp.h"
+#include "wire.h"
 
 #define FRONT_LISTEN_BACKLOG 1024
 #define FRONT_FWD_MAX       1024    /* batches waiting on the storage worker */
@@ -219,12 +220,7 @@ front_reply(struct srv *s, nng_msg *m)
 {
     struct sp_conn *c = s->conn;
     sp_conn_reply(c, s->hdr, s->hdrlen, nng_msg_body(m), nng_msg_len(m));
-    if (s->spare == NULL && nng_msg_capacity(m) <= FRONT_SPARE_MAX) {
-        nng_msg_clear(m);
-        s->spare = m;
-    } else {
-        nng_msg_free(m);
-    }
+    wire_msg_recycle(&s->spare, m, FRONT_SPARE_MAX);
     s->conn = NULL;
     sp_conn_unref(c);
     srv_put(s);

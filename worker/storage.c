@@ -257,12 +257,9 @@ request_done(struct storage *sw)
 static void
 ctx_finish(struct sctx *c)
 {
-    if (nng_msg_capacity(c->msg) > STORAGE_REPLY_KEEP) {
-        nng_msg_free(c->msg);
-        c->msg = NULL;
-    } else {
-        nng_msg_clear(c->msg);
-    }
+    nng_msg *reply = c->msg;
+    c->msg = NULL;
+    wire_msg_recycle(&c->msg, reply, STORAGE_REPLY_KEEP);
     ctx_release(c);
     sp_conn_unref(c->conn);
     c->conn = NULL;
