@@ -10,19 +10,7 @@
 
 #include "arena.h"
 
-/*
- * Under AddressSanitizer the free part of a block is poisoned and each
- * piece is followed by a poisoned gap, so an overrun of one piece is
- * caught as it would be between two mallocs.
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-#ifdef ARENA_ASAN
+#ifdef ARENA_POISONS                /* arena.h */
 #include <sanitizer/asan_interface.h>
 #define ARENA_REDZONE   alignof(max_align_t)
 #define POISON(p, n)    ASAN_POISON_MEMORY_REGION(p, n)

@@ -25,6 +25,20 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+/*
+ * Under AddressSanitizer (gcc or clang) ARENA_POISONS is defined: the
+ * free part of a block is poisoned and each piece is followed by a
+ * poisoned gap, so an overrun of one piece is caught as it would be
+ * between two mallocs.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_POISONS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_POISONS 1
+#endif
+#endif
+
 /* A reset arena keeps one block of up to this many bytes, unless its
  * keep says less. */
 #define ARENA_KEEP_MAX  (64 * 1024)

@@ -17,14 +17,7 @@
 #include "arena.h"
 #include "rzkv.pb-c.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifdef TEST_ASAN
+#ifdef ARENA_POISONS
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -141,7 +134,7 @@ test_zero_and_huge(void **state)
     arena_free(&a);
 }
 
-#ifdef TEST_ASAN
+#ifdef ARENA_POISONS
 /* Under AddressSanitizer, the byte past a piece and the pieces of a
  * reset arena are poisoned, so overruns are caught as between mallocs.
  * (Only in ASan builds: cmocka's skip() reads as a failure to automake's
@@ -250,7 +243,7 @@ main(void)
         cmocka_unit_test(test_settles_on_one_block),
         cmocka_unit_test(test_big_block_not_kept),
         cmocka_unit_test(test_zero_and_huge),
-#ifdef TEST_ASAN
+#ifdef ARENA_POISONS
         cmocka_unit_test(test_overrun_poisoned),
 #endif
         cmocka_unit_test(test_protobuf_unpack),
