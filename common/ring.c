@@ -98,6 +98,100 @@ ring_locate(const struct ring *ring, const void *key, size_t len,
     return have;
 }
 
+/* The ring over the nodes whose state is not `skip`, and its index map. */
+static int
+subring_init(struct ring *ring, size_t **map, uint32_t seed,
+             const char *const *ids, const uint8_t *states, size_t count,
+             uint8_t skip)
+{
+    const char **sub = calloc(count ? count : 1, sizeof(*sub));
+    size_t n = 0;
+
+    *map = calloc(count ? count : 1, sizeof(**map));
+    if (sub == NULL || *map == NULL) {
+        free(sub);
+        free(*map);
+        *map = NULL;
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (states != NULL && states[i] == skip)
+            continue;
+        (*map)[n] = i;
+        sub[n++] = ids[i];
+    }
+    int rv = ring_init(ring, seed, sub, n);     /* keeps ids[], not sub */
+    free(sub);
+    if (rv != 0) {
+        free(*map);
+        *map = NULL;
+    }
+    return rv;
+}
+
+int
+placement_init(struct placement *p, uint32_t seed, const char *const *ids,
+               const uint8_t *states, size_t count, size_t replicas)
+{
+    memset(p, 0, sizeof(*p));
+    p->replicas = replicas;
+    for (size_t i = 0; states != NULL && i < count; i++)
+        if (states[i] != PLACE_MEMBER)
+            p->changing = 1;
+    if (subring_init(&p->after, &p->after_node, seed, ids, states, count,
+                     PLACE_LEAVING) != 0)
+        return -1;
+    if (p->changing &&
+        subring_init(&p->before, &p->before_node, seed, ids, states, count,
+                     PLACE_JOINING) != 0) {
+        placement_free(p);
+        return -1;
+    }
+    return 0;
+}
+
+void
+placement_free(struct placement *p)
+{
+    ring_free(&p->after);
+    ring_free(&p->before);
+    free(p->after_node);
+    free(p->before_node);
+    p->after_node = p->before_node = NULL;
+}
+
+size_t
+placement_locate(const struct placement *p, const void *key, size_t len,
+                 size_t *out, uint8_t *in)
+{
+    size_t idx[p->replicas ? p->replicas : 1];
+    size_t n = ring_locate(&p->after, key, len, p->replicas, idx);
+
+    for (size_t i = 0; i < n; i++) {
+        out[i] = p->after_node[idx[i]];
+        if (in != NULL)
+            in[i] = PLACE_AFTER;
+    }
+    if (!p->changing)
+        return n;
+    size_t m = ring_locate(&p->before, key, len, p->replicas, idx);
+    size_t total = n;
+    for (size_t k = 0; k < m; k++) {
+        size_t node = p->before_node[idx[k]], i;
+        for (i = 0; i < n && out[i] != node; i++)
+            ;
+        if (i == n) {
+            i = total++;
+            out[i] = node;
+            if (in != NULL)
+                in[i] = 0;
+        }
+        if (in != NULL)
+            in[i] |= PLACE_BEFORE;
+    }
+    return total;
+}
+
 unsigned
 ring_shard(const void *key, size_t len, unsigned shards)
 {

@@ -51,6 +51,51 @@ uint64_t ring_score(uint32_t node_hash, const void *key, size_t len);
 size_t ring_locate(const struct ring *ring, const void *key, size_t len,
                    size_t want, size_t *out);
 
+/*
+ * A cluster's placement, also while its membership changes (DESIGN.md
+ * section 2).  Each node is a member, joining or leaving.  A key's
+ * replicas after the change are placed over the nodes that are not
+ * leaving, before it over those that are not joining; while a node joins
+ * or leaves, an operation needs a quorum of each of the two replica sets
+ * (joint quorums), so it meets every operation made before the change and
+ * every one made after it.  With no node joining or leaving the two sets
+ * are one, and placement_locate() is ring_locate() over every node.
+ */
+enum place_state {
+    PLACE_MEMBER = 0,
+    PLACE_JOINING,
+    PLACE_LEAVING,
+};
+#define PLACE_AFTER     1u      /* a replica by the placement after */
+#define PLACE_BEFORE    2u      /* a replica by the placement before */
+
+struct placement {
+    struct ring after;          /* the nodes not leaving */
+    struct ring before;         /* the nodes not joining (if changing) */
+    size_t *after_node;         /* ring index -> node index, owned */
+    size_t *before_node;
+    size_t replicas;            /* replica_count */
+    int changing;               /* some node joins or leaves */
+};
+
+/*
+ * ids[i] and states[i] (NULL: all members) for count nodes; ids must
+ * outlive p.  Returns 0, or -1 (ENOMEM).
+ */
+int placement_init(struct placement *p, uint32_t seed,
+                   const char *const *ids, const uint8_t *states,
+                   size_t count, size_t replicas);
+void placement_free(struct placement *p);
+
+/*
+ * The key's replicas as node indexes, written to out[] (room for
+ * 2 * replicas): first the placement after the change, best first, then
+ * those of the placement before that are not among them.  in[i] (if not
+ * NULL) gets PLACE_AFTER and/or PLACE_BEFORE for out[i].  Returns how many.
+ */
+size_t placement_locate(const struct placement *p, const void *key,
+                        size_t len, size_t *out, uint8_t *in);
+
 /* Which of `shards` storage workers holds the key on a node. */
 unsigned ring_shard(const void *key, size_t len, unsigned shards);
 
