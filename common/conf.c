@@ -190,10 +190,19 @@ static const struct conf_key node_root_keys[] = {
 static const struct conf_section node_root = {
     node_root_keys, NKEYS(node_root_keys), true };
 
+static const struct conf_enum member_state_names[] = {
+    { "member", MEMBER },
+    { "joining", MEMBER_JOINING },
+    { "leaving", MEMBER_LEAVING },
+    { NULL, 0 },
+};
+
 /* One entry of cluster.nodes; fills a struct cluster_node. */
 static const struct conf_key member_keys[] = {
     { "remote_address", CT_ADDR, offsetof(struct cluster_node, remote_address),
       NULL, 0, 0, 0, CF_REQUIRED, NULL, NULL },
+    { "state", CT_ENUM, offsetof(struct cluster_node, state), NULL, MEMBER,
+      0, 0, 0, member_state_names, NULL },
 };
 static const struct conf_section member_section = {
     member_keys, NKEYS(member_keys), false };
@@ -1321,10 +1330,28 @@ static int
 cluster_finish(struct conf_ctx *cx, struct cluster_conf *cc)
 {
     int majority = cc->replica_count / 2 + 1;
-    int n = cc->node_count > INT_MAX ? INT_MAX : (int)cc->node_count;
 
+    for (size_t i = 0; i < cc->node_count; i++) {
+        cc->joining += cc->nodes[i].state == MEMBER_JOINING;
+        cc->leaving += cc->nodes[i].state == MEMBER_LEAVING;
+    }
+    if (cc->joining == cc->node_count || cc->leaving == cc->node_count) {
+        const struct ynode *y = given(cx, find_key(&cluster_section, "nodes"));
+        return conf_error(cx, y, "cluster.nodes", "expected nodes that are "
+                          "not %s, got every node %s",
+                          cc->joining ? "joining" : "leaving",
+                          cc->joining ? "joining" : "leaving");
+    }
+    /* Keys are placed over the nodes before a change and after it: each
+     * set must have room for every replica. */
+    size_t fewest = cc->node_count -
+                    (cc->joining > cc->leaving ? cc->joining : cc->leaving);
+    int n = fewest > INT_MAX ? INT_MAX : (int)fewest;
     if (check_late_bound(cx, "replica_count", cc->replica_count, n,
-                         "the number of nodes") != 0)
+                         cc->joining + cc->leaving == 0
+                             ? "the number of nodes"
+                             : "the fewer of the nodes not joining and "
+                               "the nodes not leaving") != 0)
         return -1;
     if (given(cx, find_key(&cluster_section, "read_quorum")) == NULL)
         cc->read_quorum = majority;

@@ -55,9 +55,18 @@ struct node_conf {
     char *tls_ca;               /* node.tls.ca_file */
 };
 
+/* cluster.nodes.ID.state: the node's part in a membership change.  The
+ * values are ring.h's enum place_state. */
+enum member_state {
+    MEMBER = 0,                 /* default */
+    MEMBER_JOINING = 1,         /* holds keys only after the change */
+    MEMBER_LEAVING = 2,         /* holds keys only before it */
+};
+
 struct cluster_node {
     char *id;
     char *remote_address;       /* "host:port" */
+    int state;                  /* enum member_state */
 };
 
 struct cluster_conf {
@@ -72,6 +81,7 @@ struct cluster_conf {
                                  * after their request's deadline */
     size_t node_count;
     struct cluster_node *nodes; /* in file order */
+    size_t joining, leaving;    /* nodes in those states */
 };
 
 /* 0 on success; -1 with a message in err. */
