@@ -44,6 +44,46 @@ quorum_init(struct quorum *q, unsigned n, unsigned required)
     q->n = n > QUORUM_MAX_REPLICAS ? QUORUM_MAX_REPLICAS : n;
     q->required = required;
     q->winner_index = -1;
+    memset(q->in, QUORUM_AFTER, q->n);
+}
+
+void
+quorum_init_joint(struct quorum *q, unsigned n, const uint8_t *in,
+                  unsigned required_after, unsigned required_before)
+{
+    quorum_init(q, n, required_after);
+    q->required_before = required_before;
+    memcpy(q->in, in, q->n);
+}
+
+void
+quorum_init_like(struct quorum *q, const struct quorum *like)
+{
+    quorum_init_joint(q, like->n, like->in, like->required,
+                      like->required_before);
+}
+
+/*
+ * The two groups a round counts in: the replicas after a membership
+ * change (all of them, when there is none) and those before it.
+ */
+#define S(state) (1u << (state))
+static unsigned
+count_in(const struct quorum *q, uint8_t group, unsigned states)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < q->n; i++)
+        k += (q->in[i] & group) && (states & S(q->rep[i]));
+    return k;
+}
+
+/* Do the replicas in `states` reach the requirement of every group? */
+static int
+every_group_has(const struct quorum *q, unsigned states)
+{
+    return count_in(q, QUORUM_AFTER, states) >= q->required &&
+           (q->required_before == 0 ||
+            count_in(q, QUORUM_BEFORE, states) >= q->required_before);
 }
 
 void
@@ -159,7 +199,8 @@ quorum_answer(struct quorum *q, unsigned i, const struct stamp *version)
         q->rep[i] = c == 0 ? QREP_HOLDS : QREP_STALE;
         what = c == 0 ? QANS_EQUAL : QANS_OLDER;
     }
-    if (!q->decided && quorum_answered(q) >= q->required)
+    if (!q->decided &&
+        every_group_has(q, S(QREP_HOLDS) | S(QREP_STALE) | S(QREP_REPAIRING)))
         q->decided = 1;
     return what;
 }
@@ -190,30 +231,27 @@ quorum_answered(const struct quorum *q)
 enum quorum_state
 quorum_write_state(const struct quorum *q)
 {
-    unsigned holds = quorum_count(q, QREP_HOLDS);
-    if (holds >= q->required)
+    if (every_group_has(q, S(QREP_HOLDS)))
         return QUORUM_MET;
-    unsigned may = quorum_count(q, QREP_PENDING) +
-                   quorum_count(q, QREP_REPAIRING);
-    return holds + may < q->required ? QUORUM_IMPOSSIBLE : QUORUM_WAIT;
+    return every_group_has(q, S(QREP_HOLDS) | S(QREP_PENDING) |
+                              S(QREP_REPAIRING))
+        ? QUORUM_WAIT : QUORUM_IMPOSSIBLE;
 }
 
 enum quorum_state
 quorum_read_state(const struct quorum *q)
 {
-    unsigned pending = quorum_count(q, QREP_PENDING);
+    unsigned alive = S(QREP_HOLDS) | S(QREP_STALE) | S(QREP_REPAIRING) |
+                     S(QREP_PENDING);
     if (!q->decided)
-        return quorum_answered(q) + pending < q->required
-            ? QUORUM_IMPOSSIBLE : QUORUM_WAIT;
-    unsigned holds = quorum_count(q, QREP_HOLDS);
-    unsigned stale = quorum_count(q, QREP_STALE);
-    unsigned repairing = quorum_count(q, QREP_REPAIRING);
-    if (holds >= q->required)
+        return every_group_has(q, alive) ? QUORUM_WAIT : QUORUM_IMPOSSIBLE;
+    if (every_group_has(q, S(QREP_HOLDS)))
         return QUORUM_MET;
-    if (holds + stale + repairing + pending < q->required)
+    if (!every_group_has(q, alive))
         return QUORUM_IMPOSSIBLE;
-    return stale > 0 ? QUORUM_REPAIR : QUORUM_WAIT;
+    return quorum_count(q, QREP_STALE) > 0 ? QUORUM_REPAIR : QUORUM_WAIT;
 }
+#undef S
 
 int
 quorum_failure_status(const struct quorum *q, int value_phase)
@@ -258,7 +296,13 @@ quorum_describe(const struct quorum *q, const char *const *names,
 
     if (len > 0)
         buf[0] = '\0';
-    APPEND("%u of %u replicas needed", q->required, q->n);
+    if (q->required_before == 0)
+        APPEND("%u of %u replicas needed", q->required, q->n);
+    else
+        APPEND("%u of %u replicas after the membership change and %u of %u "
+               "before it needed", q->required,
+               count_in(q, QUORUM_AFTER, ~0u), q->required_before,
+               count_in(q, QUORUM_BEFORE, ~0u));
     const char *sep = "; failed: ";
     for (unsigned i = 0; i < q->n; i++) {
         if (q->rep[i] != QREP_FAILED)

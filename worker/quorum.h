@@ -64,9 +64,17 @@ enum quorum_answer {
     QANS_IGNORED,               /* not PENDING (duplicate, late failure) */
 };
 
+/* Which placement a replica belongs to while the cluster's membership
+ * changes (ring.h's PLACE_AFTER and PLACE_BEFORE). */
+#define QUORUM_AFTER    1u
+#define QUORUM_BEFORE   2u
+
 struct quorum {
     unsigned n;                 /* replicas in the round */
-    unsigned required;          /* answers/acks needed */
+    unsigned required;          /* answers/acks needed (after the change) */
+    unsigned required_before;   /* and among the replicas before it; 0 if
+                                 * the membership is not changing */
+    uint8_t in[QUORUM_MAX_REPLICAS];        /* QUORUM_AFTER | _BEFORE */
     unsigned decided;           /* read: winner frozen */
     unsigned have_winner;       /* read: some replica had a version */
     struct stamp winner;        /* read: newest version; writer is owned */
@@ -87,6 +95,17 @@ unsigned quorum_required(int consistency, unsigned n, unsigned configured);
 unsigned quorum_majority(unsigned n);
 
 void quorum_init(struct quorum *q, unsigned n, unsigned required);
+/*
+ * A round while nodes join or leave (DESIGN.md section 2, joint quorums):
+ * in[i] says whether replica i is one by the placement after the change,
+ * before it, or both, and every count that decides the round (answers,
+ * acks) must reach required_after among the first and required_before
+ * among the second.
+ */
+void quorum_init_joint(struct quorum *q, unsigned n, const uint8_t *in,
+                       unsigned required_after, unsigned required_before);
+/* A new round over the same replicas and requirements as q. */
+void quorum_init_like(struct quorum *q, const struct quorum *like);
 /* Frees the owned copy of the winner's writer. */
 void quorum_free(struct quorum *q);
 

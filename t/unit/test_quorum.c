@@ -420,6 +420,93 @@ test_many_answers_newest_wins(void **state)
     quorum_free(&q);
 }
 
+/*
+ * While node "new" joins and "x" leaves, a key's replicas are y and z
+ * (both placements), new (after only) and x (before only); QUORUM needs 2
+ * of 3 in each placement.
+ */
+enum { Y, Z, NEW, X };
+static const uint8_t joint_in[4] = {
+    QUORUM_AFTER | QUORUM_BEFORE, QUORUM_AFTER | QUORUM_BEFORE,
+    QUORUM_AFTER, QUORUM_BEFORE,
+};
+
+static void
+test_joint_write_needs_both_placements(void **state)
+{
+    (void)state;
+    struct quorum q, v;
+    quorum_init_joint(&q, 4, joint_in, 2, 2);
+    quorum_ack(&q, Z);
+    quorum_ack(&q, NEW);
+    /* 2 of 3 after the change, but only 1 of 3 before it. */
+    assert_int_equal(quorum_write_state(&q), QUORUM_WAIT);
+    quorum_ack(&q, X);
+    assert_int_equal(quorum_write_state(&q), QUORUM_MET);
+
+    /* The value round keeps the same groups. */
+    quorum_init_like(&v, &q);
+    assert_int_equal(v.required_before, 2);
+    assert_memory_equal(v.in, joint_in, 4);
+    quorum_ack(&v, Y);
+    quorum_ack(&v, X);
+    assert_int_equal(quorum_write_state(&v), QUORUM_WAIT);
+    quorum_fail(&v, NEW, "timeout");
+    quorum_fail(&v, Z, "timeout");
+    /* Before: Y and X hold it; after: only Y can. */
+    assert_int_equal(quorum_write_state(&v), QUORUM_IMPOSSIBLE);
+
+    char buf[256];
+    const char *const jn[] = { "y", "z", "new", "x" };
+    quorum_describe(&v, jn, buf, sizeof(buf));
+    assert_string_equal(buf, "2 of 3 replicas after the membership change "
+                        "and 2 of 3 before it needed; failed: node z "
+                        "(timeout), node new (timeout)");
+    quorum_free(&q);
+    quorum_free(&v);
+}
+
+/*
+ * The read a membership change must not get wrong: the latest version is
+ * on x and y only (z missed it, new never had it), and y is down.  The
+ * placement after the change alone would read z and new, both empty, and
+ * answer "not found"; the joint read waits for a second replica of the
+ * placement before, finds x's version, and repairs z and new.
+ */
+static void
+test_joint_read_finds_what_before_held(void **state)
+{
+    (void)state;
+    struct quorum q;
+    struct stamp v = mk(1, 9, "w", 1);
+    quorum_init_joint(&q, 4, joint_in, 2, 2);
+    quorum_answer(&q, NEW, NULL);
+    quorum_answer(&q, Z, NULL);
+    assert_false(q.decided);
+    assert_int_equal(quorum_read_state(&q), QUORUM_WAIT);
+    quorum_fail(&q, Y, "not connected");
+    assert_int_equal(quorum_answer(&q, X, &v), QANS_FIRST);
+    assert_true(q.decided);
+    assert_int_equal(q.winner_index, X);
+    assert_int_equal(quorum_read_state(&q), QUORUM_REPAIR);
+    quorum_repairing(&q, Z);
+    quorum_repairing(&q, NEW);
+    quorum_ack(&q, Z);
+    assert_int_equal(quorum_read_state(&q), QUORUM_WAIT);
+    quorum_ack(&q, NEW);
+    assert_int_equal(quorum_read_state(&q), QUORUM_MET);
+    quorum_free(&q);
+
+    /* With x down too, the placement before has one answer left. */
+    quorum_init_joint(&q, 4, joint_in, 2, 2);
+    quorum_answer(&q, NEW, NULL);
+    quorum_answer(&q, Z, NULL);
+    quorum_fail(&q, Y, "not connected");
+    quorum_fail(&q, X, "not connected");
+    assert_int_equal(quorum_read_state(&q), QUORUM_IMPOSSIBLE);
+    quorum_free(&q);
+}
+
 int
 main(void)
 {
@@ -439,6 +526,8 @@ main(void)
         cmocka_unit_test(test_read_one_and_all),
         cmocka_unit_test(test_ignores_bad_index_and_duplicates),
         cmocka_unit_test(test_many_answers_newest_wins),
+        cmocka_unit_test(test_joint_write_needs_both_placements),
+        cmocka_unit_test(test_joint_read_finds_what_before_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
