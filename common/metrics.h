@@ -146,6 +146,11 @@ struct metrics_coord {
                                                      * (Unix ms) at the end
                                                      * of the last complete
                                                      * pass; 0: none */
+    metrics_counter antientropy_clean_pass_ms;      /* gauge: wall clock
+                                                     * (Unix ms) at the
+                                                     * start of the last
+                                                     * pass that ended with
+                                                     * no failure; 0: none */
     metrics_counter antientropy_tombstones_kept;    /* gauge: tombstones
                                                      * the last complete
                                                      * pass judged and did

@@ -1,5 +1,7 @@
 /*
  * cmd_locate.c - rzkvctl locate: which nodes hold a key, best first.
+ * While nodes join or leave, by the placement after the change, or with
+ * --before by the one before it.
  */
 #include "config.h"
 
@@ -17,19 +19,25 @@ cmd_locate(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "cluster", required_argument, NULL, 'c' },
+        { "before", no_argument, NULL, 'b' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *cluster_path = NULL;
-    int ch;
+    int ch, before = 0;
 
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:bh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c': cluster_path = optarg; break;
+        case 'b': before = 1; break;
         case 'h':
-            printf("usage: rzkvctl locate --cluster CLUSTER.yml KEY\n"
-                   "Print the ids of the nodes that hold KEY, best first.\n");
+            printf("usage: rzkvctl locate --cluster CLUSTER.yml [--before] "
+                   "KEY\n"
+                   "Print the ids of the nodes that hold KEY, best first.  "
+                   "While nodes join\nor leave (cluster.nodes.ID.state), "
+                   "those that hold it after the change,\nor with --before "
+                   "those that held it before.\n");
             return CTL_EXIT_OK;
         default:
             ctl_usage_error("locate", "bad option");
@@ -48,25 +56,31 @@ cmd_locate(int argc, char **argv)
         return CTL_EXIT_ERROR;
     }
     const char **ids = calloc(cc->node_count, sizeof(*ids));
+    uint8_t *states = calloc(cc->node_count, 1);
     size_t *out = calloc(cc->node_count, sizeof(*out));
-    struct ring ring;
-    if (ids == NULL || out == NULL) {
+    struct placement p;
+    if (ids == NULL || states == NULL || out == NULL) {
         perror("rzkvctl locate");
         return CTL_EXIT_ERROR;
     }
-    for (size_t i = 0; i < cc->node_count; i++)
+    for (size_t i = 0; i < cc->node_count; i++) {
         ids[i] = cc->nodes[i].id;
-    if (ring_init(&ring, cc->seed, ids, cc->node_count) != 0) {
+        states[i] = (uint8_t)cc->nodes[i].state;
+    }
+    if (placement_init(&p, cc->seed, ids, states, cc->node_count,
+                       (size_t)cc->replica_count) != 0) {
         perror("rzkvctl locate");
         return CTL_EXIT_ERROR;
     }
     const char *key = argv[optind];
-    size_t n = ring_locate(&ring, key, strlen(key),
-                           (size_t)cc->replica_count, out);
+    const struct ring *ring = before && p.changing ? &p.before : &p.after;
+    size_t n = ring_locate(ring, key, strlen(key), (size_t)cc->replica_count,
+                           out);
     for (size_t i = 0; i < n; i++)
-        printf("%s\n", ring.nodes[out[i]].id);
-    ring_free(&ring);
+        printf("%s\n", ring->nodes[out[i]].id);
+    placement_free(&p);
     free(out);
+    free(states);
     free(ids);
     conf_cluster_free(cc);
     return CTL_EXIT_OK;

@@ -55,6 +55,7 @@
  *	           rzkv_antientropy_failures_total,
  *	           rzkv_antientropy_purged_total,
  *	           rzkv_antientropy_last_pass_timestamp_seconds,
+ *	           rzkv_antientropy_last_clean_pass_start_timestamp_seconds,
  *	           rzkv_antientropy_tombstones_kept,
  *	           rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
@@ -470,13 +471,21 @@ coord_sum(const struct sup *s, const struct snapshot *snap,
             s->groups[SUP_COORD].children[k].pid > 0)
             metrics_add(&sum->inflight,
                         metrics_get(&snap->coord[k]->u.coord.inflight));
-    /* The last anti-entropy pass is a time: the latest, not the sum. */
+    /* The anti-entropy passes' times: the latest, not the sum. */
     metrics_set(&sum->antientropy_last_pass_ms, 0);
+    metrics_set(&sum->antientropy_clean_pass_ms, 0);
     for (int k = 0; k < snap->ncoord; k++) {
-        uint64_t t = snap->coord[k] == NULL ? 0 : metrics_get(
-            &snap->coord[k]->u.coord.antientropy_last_pass_ms);
-        if (t > metrics_get(&sum->antientropy_last_pass_ms))
-            metrics_set(&sum->antientropy_last_pass_ms, t);
+        if (snap->coord[k] == NULL)
+            continue;
+        const struct metrics_coord *c = &snap->coord[k]->u.coord;
+        if (metrics_get(&c->antientropy_last_pass_ms) >
+            metrics_get(&sum->antientropy_last_pass_ms))
+            metrics_set(&sum->antientropy_last_pass_ms,
+                        metrics_get(&c->antientropy_last_pass_ms));
+        if (metrics_get(&c->antientropy_clean_pass_ms) >
+            metrics_get(&sum->antientropy_clean_pass_ms))
+            metrics_set(&sum->antientropy_clean_pass_ms,
+                        metrics_get(&c->antientropy_clean_pass_ms));
     }
 }
 
@@ -584,6 +593,13 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
     evbuffer_add_printf(o, "rzkv_antientropy_last_pass_timestamp_seconds "
                         "%.3f\n", (double)metrics_get(
                             &sum.antientropy_last_pass_ms) / 1000.0);
+    family(o, "rzkv_antientropy_last_clean_pass_start_timestamp_seconds",
+           "gauge", "When the last anti-entropy pass of this node that "
+           "ended with no failure began (Unix time; 0: none since its "
+           "coordinator started).");
+    evbuffer_add_printf(o, "rzkv_antientropy_last_clean_pass_start_"
+                        "timestamp_seconds %.3f\n", (double)metrics_get(
+                            &sum.antientropy_clean_pass_ms) / 1000.0);
     family(o, "rzkv_antientropy_tombstones_kept", "gauge",
            "Tombstones this node's last complete anti-entropy pass judged "
            "and kept: younger than the purge delay, or not yet on every "

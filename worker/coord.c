@@ -270,11 +270,23 @@ topo_unref(struct topo *t)
 {
     if (t == NULL || --t->refs > 0)
         return;
-    ring_free(&t->ring);
+    placement_free(&t->place);
     conf_cluster_free(t->conf);
     free(t->dest);
     free(t->names);
     free(t);
+}
+
+_Static_assert((int)MEMBER_JOINING == (int)PLACE_JOINING &&
+               (int)MEMBER_LEAVING == (int)PLACE_LEAVING &&
+               QUORUM_AFTER == PLACE_AFTER && QUORUM_BEFORE == PLACE_BEFORE,
+               "conf.h, ring.h and quorum.h name the same states");
+
+unsigned
+topo_replicas(const struct topo *t, const void *key, size_t len,
+              size_t *node, uint8_t *in)
+{
+    return (unsigned)placement_locate(&t->place, key, len, node, in);
 }
 
 uint64_t
@@ -327,6 +339,7 @@ topo_build(struct cluster_conf *conf, char *err, size_t errlen)
     struct topo *t = calloc(1, sizeof(*t));
     const char **ids = calloc(conf->node_count ? conf->node_count : 1,
                               sizeof(*ids));
+    uint8_t *states = NULL;
 
     if (t == NULL || ids == NULL)
         goto nomem;
@@ -344,13 +357,28 @@ topo_build(struct cluster_conf *conf, char *err, size_t errlen)
                  conf->replica_count, QUORUM_MAX_REPLICAS);
         goto fail;
     }
+    /* While nodes join or leave, a key has the replicas of both
+     * placements, up to twice replica_count. */
+    if ((conf->joining || conf->leaving) &&
+        2 * conf->replica_count > QUORUM_MAX_REPLICAS) {
+        snprintf(err, errlen, "%s: cluster.replica_count %d: while nodes "
+                 "join or leave, this coordinator supports 1..%d",
+                 conf->path, conf->replica_count, QUORUM_MAX_REPLICAS / 2);
+        goto fail;
+    }
     t->dest = calloc(conf->node_count, sizeof(*t->dest));
-    if (t->dest == NULL)
+    states = calloc(conf->node_count ? conf->node_count : 1, 1);
+    if (t->dest == NULL || states == NULL)
         goto nomem;
-    for (size_t i = 0; i < conf->node_count; i++)
+    for (size_t i = 0; i < conf->node_count; i++) {
         ids[i] = conf->nodes[i].id;
-    if (ring_init(&t->ring, conf->seed, ids, conf->node_count) != 0)
+        states[i] = (uint8_t)conf->nodes[i].state;
+    }
+    if (placement_init(&t->place, conf->seed, ids, states, conf->node_count,
+                       (size_t)conf->replica_count) != 0)
         goto nomem;
+    free(states);
+    states = NULL;
     t->names = ids;
     ids = NULL;
     for (size_t i = 0; i < conf->node_count; i++) {
@@ -385,12 +413,13 @@ nomem:
 fail:
     if (t != NULL) {
         if (t->names != NULL)
-            ring_free(&t->ring);
+            placement_free(&t->place);
         free(t->dest);
         free(t->names);
         free(t);
     }
     free(ids);
+    free(states);
     return NULL;
 }
 
@@ -429,8 +458,9 @@ hang_up_retired(void)
 
 /*
  * Whether a key can have other replicas under t than under old: the seed,
- * replica_count or set of node ids differs.  (The order of the nodes only
- * decides which node of a pair compares it; addresses place nothing.)
+ * replica_count, set of node ids or a node's state (joining, leaving)
+ * differs.  (The order of the nodes only decides which node of a pair
+ * compares it; addresses place nothing.)
  */
 static int
 placement_changed(const struct topo *old, const struct topo *t)
@@ -441,10 +471,25 @@ placement_changed(const struct topo *old, const struct topo *t)
         old->conf->replica_count != t->conf->replica_count ||
         old->conf->node_count != n)
         return 1;
-    for (size_t i = 0; i < n; i++)
-        if (conf_cluster_find(old->conf, t->names[i]) < 0)
+    for (size_t i = 0; i < n; i++) {
+        int k = conf_cluster_find(old->conf, t->names[i]);
+        if (k < 0 || old->conf->nodes[k].state != t->conf->nodes[i].state)
             return 1;
+    }
     return 0;
+}
+
+/* For the log, during a change: ", 1 joining and 0 leaving: ...".  Main
+ * thread only (a static buffer). */
+static const char *
+change_note(const struct cluster_conf *conf)
+{
+    static char buf[96];
+    if (conf->joining == 0 && conf->leaving == 0)
+        return "";
+    snprintf(buf, sizeof(buf), ", %zu joining and %zu leaving: quorums of "
+             "both placements", conf->joining, conf->leaving);
+    return buf;
 }
 
 static void
@@ -475,8 +520,8 @@ reload(const char *cluster_path)
     topo_unref(old);
     nng_mtx_unlock(coord.lock);
     hang_up_retired();
-    log_info("reloaded %s: %zu nodes, replica_count %d", cluster_path,
-             conf->node_count, conf->replica_count);
+    log_info("reloaded %s: %zu nodes, replica_count %d%s", cluster_path,
+             conf->node_count, conf->replica_count, change_note(conf));
     /* t is coord.topo until the next reload, on this thread. */
     if (moved)
         repair_soon(t, "placement changed");
@@ -647,8 +692,8 @@ coord_main(const struct node_conf *node, const char *cluster_path,
         fatalx("pthread_create: %s", strerror(rv));
     open_front();
     log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
-             "workers", coord.writer, conf->node_count, conf->replica_count,
-             coord.shards);
+             "workers%s", coord.writer, conf->node_count, conf->replica_count,
+             coord.shards, change_note(conf));
     worker_ready();
     repair_start();
 

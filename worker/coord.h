@@ -49,7 +49,7 @@
 struct topo {
     unsigned refs;
     struct cluster_conf *conf;
-    struct ring ring;           /* node i of the ring is conf->nodes[i] */
+    struct placement place;     /* node i of it is conf->nodes[i] */
     int self;                   /* this node's index */
     struct dest **dest;         /* per node; NULL for self */
     const char **names;         /* per node: its id */
@@ -119,6 +119,13 @@ void srv_reply_error(struct srv *s, nng_msg *m, Rzkv__Status status,
     __attribute__((format(printf, 4, 5)));
 void topo_ref(struct topo *t);
 void topo_unref(struct topo *t);
+/*
+ * A key's replicas under t, as node indexes (room for QUORUM_MAX_REPLICAS):
+ * while nodes join or leave, those of the placement after the change and
+ * of the one before it, in[i] (if not NULL) saying which (ring.h).
+ */
+unsigned topo_replicas(const struct topo *t, const void *key, size_t len,
+                       size_t *node, uint8_t *in);
 /*
  * ReplicaSet.expires_ms for a write sent now by a request of timeout_ms:
  * its deadline plus cluster.max_clock_skew_ms, by this node's wall clock.

@@ -487,7 +487,7 @@ value_start(struct cop *c)
     op.op_case = RZKV__NODE_OP__OP_SET;
     op.set = &rs;
     c->phase = PH_VALUE;
-    quorum_init(&c->qv, c->n, c->q.required);
+    quorum_init_like(&c->qv, &c->q);
     if ((c->setbuf = pack_op(c, &op, &c->setlen)) == NULL) {
         cop_answer_error(c, RZKV__STATUS__INTERNAL, "out of memory");
         return;
@@ -705,6 +705,31 @@ validate(struct srv *s, nng_msg *m, const Rzkv__ClusterRequest *r)
     return 0;
 }
 
+/*
+ * The first round's quorum: R or W of the key's replicas; while nodes join
+ * or leave, R or W of those after the change and of those before it.
+ */
+static void
+quorum_for(struct cop *c, int consistency, const uint8_t *in)
+{
+    const struct cluster_conf *cc = c->topo->conf;
+    unsigned configured = (unsigned)(c->kind == COP_GET ? cc->read_quorum
+                                                        : cc->write_quorum);
+    if (!c->topo->place.changing) {
+        quorum_init(&c->q, c->n, quorum_required(consistency, c->n,
+                                                 configured));
+        return;
+    }
+    unsigned after = 0, before = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        after += (in[i] & QUORUM_AFTER) != 0;
+        before += (in[i] & QUORUM_BEFORE) != 0;
+    }
+    quorum_init_joint(&c->q, c->n, in,
+                      quorum_required(consistency, after, configured),
+                      quorum_required(consistency, before, configured));
+}
+
 /* Under the lock: set up and start one operation. */
 static void
 cop_start(struct srv *s, nng_msg *m, struct req *rq)
@@ -712,7 +737,9 @@ cop_start(struct srv *s, nng_msg *m, struct req *rq)
     const Rzkv__ClusterRequest *r = rq->env->cluster;
     struct topo *t = coord.topo;
     const ProtobufCBinaryData *key = request_key(r);
-    unsigned want = (unsigned)t->conf->replica_count;
+    /* While nodes join or leave, a key has the replicas of two placements. */
+    unsigned want = (unsigned)t->conf->replica_count *
+                    (t->place.changing ? 2 : 1);
     size_t size = sizeof(struct cop) + 2 * want * sizeof(struct dest_op);
     struct cop *c = arena_alloc(&rq->arena, size);
 
@@ -732,14 +759,11 @@ cop_start(struct srv *s, nng_msg *m, struct req *rq)
     c->key_len = key->len;
     c->kind = r->op_case == RZKV__CLUSTER_REQUEST__OP_GET ? COP_GET
             : r->op_case == RZKV__CLUSTER_REQUEST__OP_SET ? COP_SET : COP_DEL;
-    c->n = (unsigned)ring_locate(&t->ring, c->key, c->key_len, want, c->node);
+    uint8_t in[QUORUM_MAX_REPLICAS];
+    c->n = topo_replicas(t, c->key, c->key_len, c->node, in);
     for (unsigned i = 0; i < c->n; i++)
         c->names[i] = t->names[c->node[i]];
-    unsigned configured = (unsigned)(c->kind == COP_GET
-                                     ? t->conf->read_quorum
-                                     : t->conf->write_quorum);
-    quorum_init(&c->q, c->n, quorum_required((int)r->consistency, c->n,
-                                             configured));
+    quorum_for(c, (int)r->consistency, in);
     c->timeout_ms = r->timeout_ms ? r->timeout_ms
                                   : (unsigned)t->conf->timeout_ms;
     if (c->timeout_ms > COORD_MAX_TIMEOUT_MS)

@@ -256,14 +256,15 @@ struct ae_copy {
     int pull;                   /* 1: from the peer to here; 0: to it */
 };
 
-/* Does node `node` hold a replica of key, by the view's placement? */
+/* Does node `node` hold a replica of key, by the view's placement?  (While
+ * nodes join or leave: by the placement before the change or after it, so
+ * that a pass copies each key to its new replicas.) */
 static int
 ae_is_replica(const struct topo *t, const ProtobufCBinaryData *key,
               size_t node)
 {
     size_t nodes[QUORUM_MAX_REPLICAS];
-    size_t n = ring_locate(&t->ring, key->data, key->len,
-                           (size_t)t->conf->replica_count, nodes);
+    size_t n = topo_replicas(t, key->data, key->len, nodes, NULL);
     for (size_t i = 0; i < n; i++)
         if (nodes[i] == node)
             return 1;
@@ -459,8 +460,7 @@ ae_judge(const struct topo *t, const struct ae_listed *listed, size_t from,
          const Rzkv__Entry *e, uint64_t delay, struct ae_purge *p)
 {
     size_t node[QUORUM_MAX_REPLICAS];
-    size_t n = ring_locate(&t->ring, e->key.data, e->key.len,
-                           (size_t)t->conf->replica_count, node);
+    size_t n = topo_replicas(t, e->key.data, e->key.len, node, NULL);
 
     int me = 0, keep = 0;
     p->n = 0;
@@ -699,6 +699,7 @@ ae_pass(const struct topo *t)
     struct ae_pass pass = { 0, 0, 0, 0, 0, NULL };
     ProtobufCBinaryData start = { 0, NULL };
     nng_time began = nng_clock();
+    uint64_t began_wall = wire_wall_ms();
     int rv;
 
     /* The last node of the file compares nothing itself: its peers
@@ -730,6 +731,11 @@ ae_pass(const struct topo *t)
                     (uint64_t)now.tv_nsec / 1000000);
         metrics_set(&metrics->u.coord.antientropy_tombstones_kept,
                     pass.kept);
+        /* What a membership change waits for (rzkv(7)): every key this
+         * node held when the pass began is now on its other replicas. */
+        if (pass.failures == 0)
+            metrics_set(&metrics->u.coord.antientropy_clean_pass_ms,
+                        began_wall);
     }
     if (ae.stop)
         return;
