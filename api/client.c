@@ -697,27 +697,49 @@ copy_string(const char *s)
     return strdup(s != NULL ? s : "");
 }
 
+/* rzkv_cluster_info and what its public struct cannot grow to hold
+ * without breaking the library's ABI. */
+struct cluster_info {
+    rzkv_cluster_info pub;      /* first: what callers get */
+    char **states;              /* per node: "joining", "leaving", or NULL */
+};
+
 void
 rzkv_info_free(rzkv_cluster_info *info)
 {
     if (info == NULL)
         return;
+    struct cluster_info *ci = (struct cluster_info *)info;
     for (size_t i = 0; i < info->node_count; i++) {
         free(info->nodes[i].id);
         free(info->nodes[i].address);
         free(info->nodes[i].error);
+        if (ci->states != NULL)
+            free(ci->states[i]);
     }
+    free(ci->states);
     free(info->nodes);
     free(info->node_id);
-    free(info);
+    free(ci);
+}
+
+const char *
+rzkv_info_node_state(const rzkv_cluster_info *info, size_t i)
+{
+    if (info == NULL || i >= info->node_count)
+        return NULL;
+    const struct cluster_info *ci = (const struct cluster_info *)info;
+    return ci->states != NULL && ci->states[i] != NULL ? ci->states[i]
+                                                       : "member";
 }
 
 static rzkv_cluster_info *
 convert_info(const Rzkv__ClusterInfoReply *src)
 {
-    rzkv_cluster_info *info = calloc(1, sizeof(*info));
-    if (info == NULL)
+    struct cluster_info *ci = calloc(1, sizeof(*ci));
+    if (ci == NULL)
         return NULL;
+    rzkv_cluster_info *info = &ci->pub;
     info->replica_count = src->replica_count;
     info->read_quorum = src->read_quorum;
     info->write_quorum = src->write_quorum;
@@ -725,7 +747,8 @@ convert_info(const Rzkv__ClusterInfoReply *src)
     if ((info->node_id = copy_string(src->node_id)) == NULL)
         goto fail;
     if (src->n_nodes > 0 &&
-        (info->nodes = calloc(src->n_nodes, sizeof(*info->nodes))) == NULL)
+        ((info->nodes = calloc(src->n_nodes, sizeof(*info->nodes))) == NULL ||
+         (ci->states = calloc(src->n_nodes, sizeof(*ci->states))) == NULL))
         goto fail;
     for (size_t i = 0; i < src->n_nodes; i++) {
         const Rzkv__PeerInfo *p = src->nodes[i];
@@ -735,6 +758,9 @@ convert_info(const Rzkv__ClusterInfoReply *src)
         if ((n->id = copy_string(p->id)) == NULL ||
             (n->address = copy_string(p->address)) == NULL ||
             (n->error = copy_string(p->error)) == NULL)
+            goto fail;
+        if (p->state != NULL && p->state[0] != '\0' &&
+            (ci->states[i] = copy_string(p->state)) == NULL)
             goto fail;
     }
     return info;

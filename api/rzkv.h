@@ -145,6 +145,12 @@ typedef struct rzkv_cluster_info {
 rzkv_status rzkv_info(rzkv_client *c, const rzkv_req *req,
                       rzkv_cluster_info **info, rzkv_error *err);
 void rzkv_info_free(rzkv_cluster_info *info);
+/*
+ * Node i's part in a membership change, by the answering node's cluster
+ * file: "member", "joining" or "leaving" (rzkv(7)).  NULL if i is out of
+ * range.  Valid until rzkv_info_free().
+ */
+const char *rzkv_info_node_state(const rzkv_cluster_info *info, size_t i);
 
 typedef struct rzkv_key {
     void *key;                  /* NUL-terminated for convenience */

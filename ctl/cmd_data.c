@@ -307,11 +307,13 @@ static const struct option info_longopts[] = {
 static const struct data_cmd info_cmd = {
     "info", "info [CLIENT-OPTIONS]",
     "Print what the node knows of its cluster: its id, the replica count,\n"
-    "the read and write quorums, the seed, and every node with its address\n"
-    "and whether it is reachable (and why not).  With --json:\n"
+    "the read and write quorums, the seed, and every node with its address,\n"
+    "whether it is reachable (and why not) and, while the membership\n"
+    "changes, whether it is joining or leaving.  With --json:\n"
     "{\"node_id\":..,\"address\":..,\"replica_count\":..,\"read_quorum\":..,\n"
     " \"write_quorum\":..,\"seed\":..,\"nodes\":[{\"id\":..,\"address\":..,\n"
-    " \"reachable\":true|false,\"error\":..}]}\n",
+    " \"reachable\":true|false,\"error\":..,\n"
+    " \"state\":\"member\"|\"joining\"|\"leaving\"}]}\n",
     ":" CTL_CLIENT_SHORTOPTS "h", info_longopts, 0, 0,
 };
 
@@ -333,6 +335,9 @@ print_info_json(const rzkv_cluster_info *info, const char *address)
         ctl_json_string(stdout, n->address, strlen(n->address));
         printf(",\"reachable\":%s,\"error\":", n->reachable ? "true" : "false");
         ctl_json_string(stdout, n->error, strlen(n->error));
+        const char *state = rzkv_info_node_state(info, i);
+        printf(",\"state\":");
+        ctl_json_string(stdout, state, strlen(state));
         putchar('}');
     }
     printf("]}\n");
@@ -341,7 +346,7 @@ print_info_json(const rzkv_cluster_info *info, const char *address)
 static void
 print_info_text(const rzkv_cluster_info *info, const char *address)
 {
-    int idw = 2, addrw = 7;
+    int idw = 2, addrw = 7, changing = 0;
 
     printf("node %s (answered at %s)\n", info->node_id, address);
     printf("replicas %u, read quorum %u, write quorum %u, seed %u\n",
@@ -352,13 +357,18 @@ print_info_text(const rzkv_cluster_info *info, const char *address)
         int a = (int)strlen(info->nodes[i].address);
         idw = w > idw ? w : idw;
         addrw = a > addrw ? a : addrw;
+        changing |= strcmp(rzkv_info_node_state(info, i), "member") != 0;
     }
-    printf("%-*s  %-*s  %s\n", idw, "ID", addrw, "ADDRESS", "REACHABLE");
+    /* The STATE column only while nodes join or leave (rzkv(7)). */
+    printf("%-*s  %-*s  %s%s\n", idw, "ID", addrw, "ADDRESS",
+           changing ? "STATE    " : "", "REACHABLE");
     for (size_t i = 0; i < info->node_count; i++) {
         const rzkv_node_info *n = &info->nodes[i];
-        printf("%-*s  %-*s  %s%s%s\n", idw, n->id, addrw, n->address,
-               n->reachable ? "yes" : "no", n->error[0] != '\0' ? "  " : "",
-               n->error);
+        printf("%-*s  %-*s  ", idw, n->id, addrw, n->address);
+        if (changing)
+            printf("%-7s  ", rzkv_info_node_state(info, i));
+        printf("%s%s%s\n", n->reachable ? "yes" : "no",
+               n->error[0] != '\0' ? "  " : "", n->error);
     }
 }
 

@@ -644,6 +644,10 @@ cluster_info(struct srv *s, nng_msg *m)
         p->reachable = down == NULL;
         if (down != NULL)
             p->error = (char *)down;
+        if (cc->nodes[i].state == MEMBER_JOINING)
+            p->state = (char *)"joining";
+        else if (cc->nodes[i].state == MEMBER_LEAVING)
+            p->state = (char *)"leaving";
         pp[i] = p;
     }
     info.n_nodes = cc->node_count;

@@ -128,6 +128,15 @@ ok "node 4 starts joining, and nodes 1-3 reload" reload_nodes 1 2 3
 like "  node 1's log says quorums of both placements are needed" \
     "$(cat "$D/log/node-1.log")" \
     "reloaded .*1 joining and 0 leaving: quorums of both placements"
+info=$(ctl info -a "$(addr 1)" 2>&1)
+like "  rzkvctl info shows node 4 joining" "$info" \
+    "^4 +127\.0\.0\.1:[0-9]+ +joining +yes$"
+like "  in a STATE column" "$info" "^ID +ADDRESS +STATE +REACHABLE$"
+state_of() {
+    ctl info -a "$(addr $1)" --json | python3 -c "import json, sys
+print(' '.join(n['id'] + ':' + n['state'] for n in json.load(sys.stdin)['nodes']))"
+}
+is "  and in JSON" "$(state_of 2)" "1:member 2:member 3:member 4:joining"
 
 node_stop $y
 is "with node $y down, $k1 reads back through node 4" \
@@ -168,6 +177,8 @@ is "4 nodes, anti-entropy hourly: $NKEYS keys, each on 3 of them" \
 cluster_file 1:leaving 2 3 4
 marked=$(date +%s)
 ok "node 1 is marked leaving, and every node reloads" reload_nodes 1 2 3 4
+is "  rzkvctl info on node 4 shows it" "$(state_of 4)" \
+    "1:leaving 2:member 3:member 4:member"
 all_moved() {
     for i in 2 3 4; do
         [ "$(held $i)" = $NKEYS ] || return 1

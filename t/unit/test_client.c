@@ -762,6 +762,7 @@ test_info_keys_health(void **state)
     Rzkv__ClusterReply body = RZKV__CLUSTER_REPLY__INIT;
     p1.id = "n1"; p1.address = "127.0.0.1:8001"; p1.reachable = true;
     p2.id = "n2"; p2.address = "127.0.0.1:8002"; p2.error = "refused";
+    p2.state = "joining";
     ci.node_id = "n1";
     ci.replica_count = 3;
     ci.read_quorum = 2;
@@ -787,6 +788,11 @@ test_info_keys_health(void **state)
     assert_false(info->nodes[1].reachable);
     assert_string_equal(info->nodes[1].error, "refused");
     assert_string_equal(info->nodes[0].error, "");
+    /* A member sends no state; a node joining or leaving says so. */
+    assert_string_equal(rzkv_info_node_state(info, 0), "member");
+    assert_string_equal(rzkv_info_node_state(info, 1), "joining");
+    assert_null(rzkv_info_node_state(info, 2));
+    assert_null(rzkv_info_node_state(NULL, 0));
     rzkv_info_free(info);
 
     Rzkv__Entry e1 = RZKV__ENTRY__INIT, e2 = RZKV__ENTRY__INIT,
