@@ -752,6 +752,13 @@ print_worker(const struct cjson *w)
         format_duration(ago > 0 ? ago : 0, num, sizeof(num));
         EXTRA("  anti-entropy %s ago", num);
     }
+    /* What a membership change waits for (rzkv(7)). */
+    long long clean_ms = cjson_get_int(w, "antientropy_clean_pass_ms", 0);
+    if (clean_ms > 0) {
+        long long ago = (long long)time(NULL) - clean_ms / 1000;
+        format_duration(ago > 0 ? ago : 0, num, sizeof(num));
+        EXTRA(", last clean pass began %s ago", num);
+    }
     if (strcmp(state, "backoff") == 0)
         EXTRA("  backoff %lld ms", cjson_get_int(w, "backoff_ms", 0));
     if (last[0] != '\0')

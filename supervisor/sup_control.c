@@ -30,7 +30,8 @@
  *	     "reason":"why the slot failed"|"",
  *	     storage: "keys":500,"load_bytes":61728,"epoch":3,
  *	     coordinator: "inflight":0,"peers_connected":2,"peers":2,
- *	       "antientropy_last_pass_ms":0|Unix ms}, ...]}
+ *	       "antientropy_last_pass_ms":0|Unix ms,
+ *	       "antientropy_clean_pass_ms":0|Unix ms}, ...]}
  *	(load, keys, health and the worker numbers come from the workers'
  *	counters files, sup_metrics.c; a worker whose file is missing has
  *	none of its numbers)

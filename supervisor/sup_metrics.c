@@ -945,7 +945,8 @@ sup_metrics_node_json(struct sup *s, struct evbuffer *out)
 
 /* ,"keys":..,"load_bytes":..,"epoch":.. for a storage worker object;
  * ,"inflight":..,"peers_connected":..,"peers":..,
- * "antientropy_last_pass_ms":.. for a coordinator. */
+ * "antientropy_last_pass_ms":.., "antientropy_clean_pass_ms":.. for a
+ * coordinator. */
 void
 sup_metrics_worker_json(const struct sup_child *c, struct evbuffer *out)
 {
@@ -971,11 +972,14 @@ sup_metrics_worker_json(const struct sup_child *c, struct evbuffer *out)
             n++;
         }
         evbuffer_add_printf(out, ",\"inflight\":%llu,\"peers_connected\":%d,"
-                            "\"peers\":%zu,\"antientropy_last_pass_ms\":%llu",
+                            "\"peers\":%zu,\"antientropy_last_pass_ms\":%llu,"
+                            "\"antientropy_clean_pass_ms\":%llu",
                             (unsigned long long)metrics_get(
                                 &f->u.coord.inflight), up, n,
                             (unsigned long long)metrics_get(
-                                &f->u.coord.antientropy_last_pass_ms));
+                                &f->u.coord.antientropy_last_pass_ms),
+                            (unsigned long long)metrics_get(
+                                &f->u.coord.antientropy_clean_pass_ms));
     }
     metrics_unmap(f);
 }

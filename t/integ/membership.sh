@@ -198,6 +198,9 @@ clean() {
 }
 ok "  nodes 1-3 each report a pass with no failure begun since" \
     wait_until 10 clean
+like "  rzkvctl status -v says so too" \
+    "$(ctl status -v "$D/node-1.yml" "$D/cluster.yml" 2>&1)" \
+    "coordinator\\[0\\].*last clean pass began [0-9]+s ago"
 is "  node 4, last in the file, compares nothing itself" \
     "$(node_metric 4 rzkv_antientropy_last_clean_pass_start_timestamp_seconds)" 0
 
