@@ -1,7 +1,8 @@
 /*
  * cmd_locate.c - rzkvctl locate: which nodes hold a key, best first.
  * While nodes join or leave, by the placement after the change, or with
- * --before by the one before it.
+ * --before by the one before it.  KEY "-" reads keys from standard input,
+ * one a line, and prints a line for each: the key, a tab, its nodes.
  */
 #include "config.h"
 
@@ -33,11 +34,13 @@ cmd_locate(int argc, char **argv)
         case 'b': before = 1; break;
         case 'h':
             printf("usage: rzkvctl locate --cluster CLUSTER.yml [--before] "
-                   "KEY\n"
+                   "KEY | -\n"
                    "Print the ids of the nodes that hold KEY, best first.  "
                    "While nodes join\nor leave (cluster.nodes.ID.state), "
                    "those that hold it after the change,\nor with --before "
-                   "those that held it before.\n");
+                   "those that held it before.  With -, read keys one a\n"
+                   "line from standard input and print for each the key, "
+                   "a tab, and its nodes\nseparated by spaces.\n");
             return CTL_EXIT_OK;
         default:
             ctl_usage_error("locate", "bad option");
@@ -74,10 +77,26 @@ cmd_locate(int argc, char **argv)
     }
     const char *key = argv[optind];
     const struct ring *ring = before && p.changing ? &p.before : &p.after;
-    size_t n = ring_locate(ring, key, strlen(key), (size_t)cc->replica_count,
-                           out);
-    for (size_t i = 0; i < n; i++)
-        printf("%s\n", ring->nodes[out[i]].id);
+    size_t want = (size_t)cc->replica_count;
+    if (strcmp(key, "-") != 0) {
+        size_t n = ring_locate(ring, key, strlen(key), want, out);
+        for (size_t i = 0; i < n; i++)
+            printf("%s\n", ring->nodes[out[i]].id);
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        while ((len = getline(&line, &cap, stdin)) > 0) {
+            if (line[len - 1] == '\n')
+                line[--len] = '\0';
+            size_t n = ring_locate(ring, line, (size_t)len, want, out);
+            printf("%s\t", line);
+            for (size_t i = 0; i < n; i++)
+                printf("%s%s", i > 0 ? " " : "", ring->nodes[out[i]].id);
+            putchar('\n');
+        }
+        free(line);
+    }
     placement_free(&p);
     free(out);
     free(states);

@@ -74,6 +74,13 @@ is "vector 1 of placement.tsv, line by line" "$got" "1
 3
 2"
 
+# KEY "-": keys from standard input, each with its nodes on one line.
+got=$(printf 'key-768283\nanother key\n' |
+      "$RZKVCTL" locate --cluster "$T/three.yml" -)
+want=$(printf 'key-768283\t1 3 2\nanother key\t%s' \
+       "$("$RZKVCTL" locate --cluster "$T/three.yml" "another key" | paste -sd' ')")
+is "keys from standard input, a line each" "$got" "$want"
+
 # A broken cluster file: non-zero exit, FILE:LINE:COLUMN: KEY on stderr.
 cat >"$T/broken.yml" <<'EOF'
 cluster:
