@@ -3,7 +3,7 @@
 
     analyze.py keys HISTORY            keys to read back at the end
     analyze.py check HISTORY [--json FILE] [--budget N]
-    analyze.py converge REPLICAS LISTING...
+    analyze.py converge [--placement FILE] REPLICAS LISTING...
 
 check reads a history written by t/fault/workload (the run's operations,
 then the final reads of --verify) and reports:
@@ -21,8 +21,12 @@ It exits 1 if any of the three is not zero.
 
 converge takes the replica count and one `rzkvctl keys --json` listing
 per node, and checks every live key is held by exactly that many nodes,
-all with the same stamp.  Exit 0 when converged, 1 with the first
-differences otherwise.
+all with the same stamp.  With --placement (the output of `rzkvctl
+locate --cluster FILE -`: a key, a tab, its nodes) and listings named
+list-NODE.json, it checks instead that each key's replicas all hold it
+with one stamp, and counts as leftovers the copies other nodes keep
+after a membership change (rzkv(7) CAVEATS), which must not be newer.
+Exit 0 when converged, 1 with the first differences otherwise.
 """
 
 import argparse
@@ -134,7 +138,22 @@ def stamp_str(s):
                              s.get("writer"), s.get("nonce"))
 
 
+def stamp_key(s):
+    return (int(s.get("epoch", 0)), int(s.get("counter", 0)),
+            str(s.get("writer", "")), int(s.get("nonce", 0)))
+
+
+def read_placement(path):
+    placement = {}
+    with open(path, encoding="utf-8") as fp:
+        for line in fp:
+            key, _, ids = line.rstrip("\n").partition("\t")
+            placement[key] = ids.split()
+    return placement
+
+
 def cmd_converge(args):
+    placement = read_placement(args.placement) if args.placement else None
     holders = {}
     for path in args.listing:
         with open(path, encoding="utf-8") as fp:
@@ -142,18 +161,38 @@ def cmd_converge(args):
         if data.get("status") != "OK":
             print("%s: listing failed: %s" % (path, data.get("status")))
             return 1
+        node = os.path.basename(path)[len("list-"):-len(".json")]
         for k in data.get("keys", []):
             holders.setdefault(k["key"], []).append(
-                (path, stamp_str(k.get("stamp", {}))))
+                (path, node, k.get("stamp", {})))
     bad = []
+    leftovers = 0
     for key, held in holders.items():
-        stamps = set(s for _, s in held)
-        if len(held) != args.replicas or len(stamps) != 1:
+        stamps = set(stamp_str(s) for _, _, s in held)
+        if placement is None or key not in placement:
+            if len(held) != args.replicas or len(stamps) != 1:
+                bad.append((key, held))
+            continue
+        want = placement[key]
+        at = {n: s for _, n, s in held}
+        reps = [at[n] for n in want if n in at]
+        rest = [s for n, s in at.items() if n not in want]
+        if not reps:
+            leftovers += len(rest)      # deleted on its replicas
+            continue
+        newest = max(stamp_key(r) for r in reps)
+        if (len(reps) != len(want) or
+                len(set(stamp_str(r) for r in reps)) != 1 or
+                any(stamp_key(r) > newest for r in rest)):
             bad.append((key, held))
+        leftovers += len(rest)
     print("keys listed: %d, not converged: %d" % (len(holders), len(bad)))
+    if placement is not None:
+        print("leftover copies off their keys' replicas: %d" % leftovers)
     for key, held in sorted(bad)[:10]:
         print("  %s: %s" % (key, ", ".join(
-            "%s=%s" % (os.path.basename(p), s) for p, s in held)))
+            "%s=%s" % (os.path.basename(p), stamp_str(s))
+            for p, _, s in held)))
     return 1 if bad else 0
 
 
@@ -167,6 +206,7 @@ def main():
     c.add_argument("--json")
     c.add_argument("--budget", type=int, default=2000000)
     v = sub.add_parser("converge")
+    v.add_argument("--placement")
     v.add_argument("replicas", type=int)
     v.add_argument("listing", nargs="+")
     args = ap.parse_args()

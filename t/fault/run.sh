@@ -40,6 +40,11 @@
 #        loss           random packet loss (proxy: connection resets)
 #        delay          netem delay (proxy: per-chunk delay); without
 #                       netem in the kernel, a tbf rate limit ("slow")
+#        membership     a node leaves the cluster and joins it again (with
+#                       an empty data directory), each step as rzkv(7)
+#                       MEMBERSHIP CHANGES says: marked, anti-entropy
+#                       moves the data, then the mark is dropped; only
+#                       with more nodes than replicas and anti-entropy on
 #   3. heals everything, restarts what is down, waits for anti-entropy
 #      alone (every --ae-interval ms, default 1000; 0: off; not in --net
 #      none, whose nodes keep rzkvctl's default) to make every replica
@@ -119,7 +124,7 @@ while [ $# -gt 0 ]; do
 done
 # A fault name the schedule does not know would stop the run halfway.
 # ("slow" is how a delay is reported where the kernel lacks netem.)
-known_faults="kill-node kill-worker crash-storage pause power-loss partition isolate bridge loss delay"
+known_faults="kill-node kill-worker crash-storage pause power-loss partition isolate bridge loss delay membership"
 for f in ${faults//,/ }; do
     case " $known_faults " in
     *" $f "*) ;;
@@ -215,23 +220,32 @@ node:
     file: $T/c/log/node-$i.log
     level: info
 EOF
-        {
-            echo "cluster:"
-            echo "  seed: 0"
-            echo "  replica_count: $replicas"
-            echo "  timeout_ms: 1000"
-            echo "  max_clock_skew_ms: $max_skew"
-            echo "  nodes:"
-            for j in $(seq 1 "$nodes"); do
-                echo "    \"$j\":"
-                if [ "$net" = proxy ] && [ "$i" != "$j" ]; then
-                    echo "      remote_address: 127.0.0.1:$(proxy_port "$i" "$j")"
-                else
-                    echo "      remote_address: $(node_addr "$j")"
-                fi
-            done
-        } >"$T/c/cluster-$i.yml"
+        write_cluster "$i"
     done
+}
+
+# write_cluster I [NODE STATE]: node I's cluster file, with node NODE
+# marked STATE (joining, leaving) or, for "gone", left out.
+write_cluster() {
+    local i=$1 j
+    {
+        echo "cluster:"
+        echo "  seed: 0"
+        echo "  replica_count: $replicas"
+        echo "  timeout_ms: 1000"
+        echo "  max_clock_skew_ms: $max_skew"
+        echo "  nodes:"
+        for j in $(seq 1 "$nodes"); do
+            [ "$j" = "${2:-}" ] && [ "${3:-}" = gone ] && continue
+            echo "    \"$j\":"
+            if [ "$net" = proxy ] && [ "$i" != "$j" ]; then
+                echo "      remote_address: 127.0.0.1:$(proxy_port "$i" "$j")"
+            else
+                echo "      remote_address: $(node_addr "$j")"
+            fi
+            if [ "$j" = "${2:-}" ]; then echo "      state: $3"; fi
+        done
+    } >"$T/c/cluster-$i.yml.new" && mv "$T/c/cluster-$i.yml.new" "$T/c/cluster-$i.yml"
 }
 
 # ---- network namespaces ---------------------------------------------------
@@ -425,6 +439,7 @@ net_delay() {  # ms; returns the kind actually injected
 # ---- the fault schedule -------------------------------------------------------
 declare -A fault_count
 ineffective=0
+membership_failed=0
 
 # Sets order to the nodes in a random order.  (RANDOM is used in this
 # shell only, never in a subshell, so the seed fixes the schedule.)
@@ -436,6 +451,87 @@ shuffle_nodes() {
     for ((i = nodes - 1; i > 0; i--)); do
         j=$((RANDOM % (i + 1))); tmp=${order[i]}; order[i]=${order[j]}; order[j]=$tmp
     done
+}
+
+# ---- membership changes (rzkv(7), MEMBERSHIP CHANGES) -----------------------
+
+reload_count() { grep -c "coordinator.*reloaded" "$T/c/log/node-$1.log" 2>/dev/null; }
+# reload_nodes N...: reload each node's cluster file and wait until its
+# coordinator has taken it.
+reload_nodes() {
+    local n
+    reload_wanted=
+    for n in "$@"; do
+        reload_wanted="$reload_wanted $n:$(( $(reload_count "$n") + 1 ))"
+        "$RZKVCTL" reload "$T/c/node-$n.yml" "$T/c/cluster-$n.yml" >/dev/null 2>&1 ||
+            return 1
+    done
+    wait_until 20 reloaded_all
+}
+reloaded_all() {
+    local w
+    for w in $reload_wanted; do
+        [ "$(reload_count "${w%:*}")" -ge "${w#*:}" ] || return 1
+    done
+}
+# clean_since N MS: node N's last anti-entropy pass with no failure began
+# at MS (Unix ms) or later.
+clean_since() {
+    status_json "$1" | "$PY" -c 'import json,sys
+d=json.load(sys.stdin)
+if "nodes" in d: d=d["nodes"][0]
+ms=[w.get("antientropy_clean_pass_ms",0) for w in d.get("workers",[])
+    if w.get("role")=="coordinator"]
+sys.exit(0 if ms and max(ms)>=int(sys.argv[1]) else 1)' "$2"
+}
+# data_moved N...: once nodes N... (in file order) all hold the marked
+# file, wait until no write of the view before can land (timeout_ms +
+# max_clock_skew_ms), then for a clean pass begun after that on each of
+# them but the last, which compares nothing itself.
+data_moved() {
+    local since n cmp=("${@:1:$#-1}")
+    sleep "$(printf '%d.%03d' $(( (1000 + max_skew) / 1000 )) \
+             $(( (1000 + max_skew) % 1000 )))"
+    since=$(( $(date +%s%N) / 1000000 ))
+    for n in "${cmp[@]}"; do
+        "$RZKVCTL" repair "$T/c/node-$n.yml" "$T/c/cluster-$n.yml" >/dev/null 2>&1
+    done
+    for n in "${cmp[@]}"; do
+        wait_until 30 clean_since "$n" "$since" || return 1
+    done
+}
+# membership_change V: node V leaves (marked, the data moved, then left
+# out of the others' files and stopped), and joins again with an empty
+# data directory (marked joining, the data moved, then a member).  Every
+# step waits as rzkv(7) says; 0, or 1 with the step that failed in
+# $membership_why (the files are then put back as they were at the start
+# or left joint, and the checks that follow judge what happened).
+membership_change() {
+    local v=$1 i p all others=
+    all=$(seq 1 "$nodes")
+    for i in $all; do [ "$i" != "$v" ] && others="$others $i"; done
+    for i in $all; do write_cluster "$i" "$v" leaving; done
+    reload_nodes $all || { membership_why="reload (leaving)"; return 1; }
+    if ! data_moved $all; then
+        # Calling the change off is always safe: every write made during
+        # it reached a quorum of the replicas before it.
+        for i in $all; do write_cluster "$i"; done
+        reload_nodes $all
+        membership_why="the data did not move (leaving); called off"
+        return 1
+    fi
+    for i in $others; do write_cluster "$i" "$v" gone; done
+    reload_nodes $others || { membership_why="reload (gone)"; return 1; }
+    "$RZKVCTL" stop "$T/c/node-$v.yml" "$T/c/cluster-$v.yml" >/dev/null 2>&1
+    for p in $(pids_of "$v"); do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$T/c/data/node-$v" && mkdir -p "$T/c/data/node-$v"
+    for i in $all; do write_cluster "$i" "$v" joining; done
+    start_nodes >/dev/null 2>&1
+    wait_until 30 node_serving "$v" || { membership_why="start (joining)"; return 1; }
+    reload_nodes $others || { membership_why="reload (joining)"; return 1; }
+    data_moved $all || { membership_why="the data did not move (joining)"; return 1; }
+    for i in $all; do write_cluster "$i"; done
+    reload_nodes $all || { membership_why="reload (member)"; return 1; }
 }
 
 # inject KIND: one fault, held for a few seconds, then healed.
@@ -469,6 +565,19 @@ inject() {
         what="$what: $("$POWERLOSS" --revert "$T/c/data" | sed 's/^powerloss: //')"
         sleep 1
         start_nodes >/dev/null 2>&1 ;;
+    membership)
+        # Once a run: a second change could move keys back to a node that
+        # kept copies from the first, which rzkv does not clean up yet
+        # (rzkv(7) CAVEATS).
+        [ "${fault_count[membership]:-0}" = 0 ] || return
+        local began=$(date +%s)
+        what="node $victim left the cluster and joined again"
+        hold=0
+        if ! membership_change "$victim"; then
+            membership_failed=$((membership_failed + 1))
+            what="$what (FAILED: $membership_why)"
+        fi
+        what="$what in $(( $(date +%s) - began ))s" ;;
     crash-storage)
         what="node $victim storage workers"
         for p in $(pids_of "$victim" storage); do kill -9 "$p" 2>/dev/null; done
@@ -539,6 +648,10 @@ if [ "$ae_interval" -gt 0 ]; then plan 11; else plan 10; fi
 all_faults="kill-node kill-worker crash-storage pause"
 [ -f "$POWERLOSS_SO" ] && [ -x "$POWERLOSS" ] && all_faults="$all_faults power-loss"
 [ "$net" != none ] && all_faults="$all_faults partition isolate bridge loss delay"
+# A node can leave only if the others have room for every replica, and
+# the data moves by anti-entropy.
+[ "$net" != none ] && [ "$nodes" -gt "$replicas" ] && [ "$ae_interval" -gt 0 ] &&
+    all_faults="$all_faults membership"
 [ -n "$faults" ] && all_faults=${faults//,/ }
 fault_list=($all_faults)
 diag "mode $net, $nodes nodes, replica_count $replicas, duration ${duration}s, faults: $all_faults"
@@ -589,8 +702,8 @@ tap_result $? "workload recorded $ops operations under faults ($oks ok)"
 
 total_faults=0
 for k in "${!fault_count[@]}"; do total_faults=$((total_faults + fault_count[$k])); done
-[ "$total_faults" -gt 0 ] && [ "$ineffective" = 0 ]
-tap_result $? "$total_faults faults injected ($ineffective isolations had no effect)"
+[ "$total_faults" -gt 0 ] && [ "$ineffective" = 0 ] && [ "$membership_failed" = 0 ]
+tap_result $? "$total_faults faults injected ($ineffective isolations had no effect, $membership_failed membership changes failed)"
 
 # ---- heal and check --------------------------------------------------------------
 net_heal
@@ -601,11 +714,19 @@ wait_until 30 all_serving
 tap_result $? "healed: every node serving"
 
 converged() {
-    local i
+    local i cluster=$T/c/cluster-1.yml
+    [ "$net" = none ] && cluster=$T/c/cluster.yml
     for i in $(seq 1 "$nodes"); do
         as_client "$RZKVCTL" keys -a "$(node_addr "$i")" --json >"$T/list-$i.json" 2>/dev/null || return 1
     done
-    "$PY" "$FAULT_DIR/analyze.py" converge "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
+    # Which nodes each key's replicas are: a membership change leaves
+    # copies on nodes that are no longer replicas (rzkv(7) CAVEATS).
+    "$PY" -c 'import json,sys
+for p in sys.argv[1:]:
+    for k in json.load(open(p)).get("keys", []): print(k["key"])' "$T"/list-*.json |
+        sort -u | "$RZKVCTL" locate --cluster "$cluster" - >"$T/placement.tsv" || return 1
+    "$PY" "$FAULT_DIR/analyze.py" converge --placement "$T/placement.tsv" \
+        "$replicas" "$T"/list-*.json >"$T/converge.out" 2>&1 && return 0
     [ -f "$T/converge-first.out" ] || cp "$T/converge.out" "$T/converge-first.out"
     return 1
 }
@@ -709,6 +830,8 @@ for k in "${!fault_count[@]}"; do kinds="$kinds $k=${fault_count[$k]}"; done
 diag "figures: seed $seed, mode $net, nodes $nodes, duration ${duration}s"
 diag "figures: operations recorded $(field ops) (workload $ops invokes), faults$kinds"
 diag "figures: anomalies $anomalies, lost $lost, resurrected $resurrected, converge_ms $conv_ms (read-back passes ${repair_ms}ms)"
+leftover=$(sed -n 's/^leftover copies off their keys. replicas: //p' "$T/converge.out" 2>/dev/null)
+diag "figures: copies left on nodes that are no longer replicas ${leftover:-?} (${fault_count[membership]:-0} membership changes)"
 purged=$(cat "$T"/c/log/node-*.log 2>/dev/null |
          sed -n 's/.* \([0-9][0-9]*\) tombstones purged.*/\1/p' |
          awk '{n += $1} END {print n + 0}')
