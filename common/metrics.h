@@ -151,6 +151,12 @@ struct metrics_coord {
                                                      * start of the last
                                                      * pass that ended with
                                                      * no failure; 0: none */
+    metrics_counter membership_change_ms;           /* gauge: wall clock
+                                                     * (Unix ms) since
+                                                     * which its cluster
+                                                     * file has nodes
+                                                     * joining or leaving;
+                                                     * 0: none */
     metrics_counter antientropy_tombstones_kept;    /* gauge: tombstones
                                                      * the last complete
                                                      * pass judged and did

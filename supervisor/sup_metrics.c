@@ -56,6 +56,7 @@
  *	           rzkv_antientropy_purged_total,
  *	           rzkv_antientropy_last_pass_timestamp_seconds,
  *	           rzkv_antientropy_last_clean_pass_start_timestamp_seconds,
+ *	           rzkv_membership_change_start_timestamp_seconds,
  *	           rzkv_antientropy_tombstones_kept,
  *	           rzkv_batch_ops (histogram),
  *	           rzkv_batch_messages_total{dest_kind=local|peer},
@@ -474,6 +475,7 @@ coord_sum(const struct sup *s, const struct snapshot *snap,
     /* The anti-entropy passes' times: the latest, not the sum. */
     metrics_set(&sum->antientropy_last_pass_ms, 0);
     metrics_set(&sum->antientropy_clean_pass_ms, 0);
+    metrics_set(&sum->membership_change_ms, 0);
     for (int k = 0; k < snap->ncoord; k++) {
         if (snap->coord[k] == NULL)
             continue;
@@ -486,6 +488,10 @@ coord_sum(const struct sup *s, const struct snapshot *snap,
             metrics_get(&sum->antientropy_clean_pass_ms))
             metrics_set(&sum->antientropy_clean_pass_ms,
                         metrics_get(&c->antientropy_clean_pass_ms));
+        if (metrics_get(&c->membership_change_ms) >
+            metrics_get(&sum->membership_change_ms))
+            metrics_set(&sum->membership_change_ms,
+                        metrics_get(&c->membership_change_ms));
     }
 }
 
@@ -600,6 +606,13 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
     evbuffer_add_printf(o, "rzkv_antientropy_last_clean_pass_start_"
                         "timestamp_seconds %.3f\n", (double)metrics_get(
                             &sum.antientropy_clean_pass_ms) / 1000.0);
+    family(o, "rzkv_membership_change_start_timestamp_seconds", "gauge",
+           "Since when this node's cluster file has nodes joining or "
+           "leaving (Unix time; 0: none): every operation then needs "
+           "quorums of two replica sets.");
+    evbuffer_add_printf(o, "rzkv_membership_change_start_timestamp_seconds "
+                        "%.3f\n", (double)metrics_get(
+                            &sum.membership_change_ms) / 1000.0);
     family(o, "rzkv_antientropy_tombstones_kept", "gauge",
            "Tombstones this node's last complete anti-entropy pass judged "
            "and kept: younger than the purge delay, or not yet on every "

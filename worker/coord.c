@@ -479,6 +479,18 @@ placement_changed(const struct topo *old, const struct topo *t)
     return 0;
 }
 
+/* The gauge of how long this node has been in a membership change: kept
+ * across a reload that stays in one (and across a restart, with the
+ * counters file), cleared when the change is over. */
+static void
+note_membership(const struct cluster_conf *conf)
+{
+    if (conf->joining == 0 && conf->leaving == 0)
+        metrics_set(&metrics->u.coord.membership_change_ms, 0);
+    else if (metrics_get(&metrics->u.coord.membership_change_ms) == 0)
+        metrics_set(&metrics->u.coord.membership_change_ms, wire_wall_ms());
+}
+
 /* For the log, during a change: ", 1 joining and 0 leaving: ...".  Main
  * thread only (a static buffer). */
 static const char *
@@ -522,6 +534,7 @@ reload(const char *cluster_path)
     hang_up_retired();
     log_info("reloaded %s: %zu nodes, replica_count %d%s", cluster_path,
              conf->node_count, conf->replica_count, change_note(conf));
+    note_membership(conf);
     /* t is coord.topo until the next reload, on this thread. */
     if (moved)
         repair_soon(t, "placement changed");
@@ -694,6 +707,7 @@ coord_main(const struct node_conf *node, const char *cluster_path,
     log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
              "workers%s", coord.writer, conf->node_count, conf->replica_count,
              coord.shards, change_note(conf));
+    note_membership(conf);
     worker_ready();
     repair_start();
 

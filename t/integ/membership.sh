@@ -137,6 +137,8 @@ state_of() {
 print(' '.join(n['id'] + ':' + n['state'] for n in json.load(sys.stdin)['nodes']))"
 }
 is "  and in JSON" "$(state_of 2)" "1:member 2:member 3:member 4:joining"
+ok "  rzkv_membership_change_start_timestamp_seconds says since when" \
+    test "$(node_metric 1 rzkv_membership_change_start_timestamp_seconds)" -gt 0
 
 node_stop $y
 is "with node $y down, $k1 reads back through node 4" \
@@ -206,6 +208,8 @@ is "  node 4, last in the file, compares nothing itself" \
 
 cluster_file 2 3 4
 ok "the change is finished without node 1" reload_nodes 2 3 4
+is "  and the nodes left say no change is under way" \
+    "$(node_metric 2 rzkv_membership_change_start_timestamp_seconds)" 0
 node_stop 1
 node_stop 3
 bad=0
