@@ -201,7 +201,12 @@ sup_reload(struct sup *s, char *msg, size_t len)
     log_info("reload: %s: %zu nodes, replica_count %d; coordinators told",
              s->opts->cluster_path, cluster->node_count,
              cluster->replica_count);
-    snprintf(msg, len, "reloaded %s (%zu nodes)%s", s->opts->cluster_path,
-             cluster->node_count, note);
+    char change[128] = "";
+    if (cluster->joining > 0 || cluster->leaving > 0)
+        snprintf(change, sizeof(change), ", %zu joining and %zu leaving: "
+                 "quorums of both placements until the marks are dropped",
+                 cluster->joining, cluster->leaving);
+    snprintf(msg, len, "reloaded %s (%zu nodes%s)%s", s->opts->cluster_path,
+             cluster->node_count, change, note);
     return 0;
 }

@@ -178,7 +178,12 @@ is "4 nodes, anti-entropy hourly: $NKEYS keys, each on 3 of them" \
 
 cluster_file 1:leaving 2 3 4
 marked=$(date +%s)
-ok "node 1 is marked leaving, and every node reloads" reload_nodes 1 2 3 4
+wanted_1=$(( $(reload_count 1) + 1 ))
+like "rzkvctl reload says what a marked file means" \
+    "$(ctl reload "$D/node-1.yml" "$D/cluster.yml" 2>&1)" \
+    "reloaded .*cluster\.yml \(4 nodes, 0 joining and 1 leaving: quorums of both placements until the marks are dropped\)"
+ok "node 1 is marked leaving, and every node reloads" \
+    eval 'reload_nodes 2 3 4 && wanted=" 1:$wanted_1" && wait_until 10 reloaded_all'
 is "  rzkvctl info on node 4 shows it" "$(state_of 4)" \
     "1:leaving 2:member 3:member 4:member"
 all_moved() {
