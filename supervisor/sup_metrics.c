@@ -307,6 +307,16 @@ sample_u64(struct evbuffer *o, const char *name, const char *labels,
                         labels, labels[0] ? "}" : "", (unsigned long long)v);
 }
 
+/* A gauge of a wall-clock time kept in milliseconds, served in seconds. */
+static void
+timestamp_gauge(struct evbuffer *o, const char *name, const char *help,
+                const metrics_counter *ms)
+{
+    family(o, name, "gauge", help);
+    evbuffer_add_printf(o, "%s %.3f\n", name,
+                        (double)metrics_get(ms) / 1000.0);
+}
+
 static void
 hist_lines(struct evbuffer *o, const char *name, const char *labels,
            const metrics_counter *bucket, const char *const *bounds,
@@ -593,26 +603,21 @@ emit_coord(const struct sup *s, const struct snapshot *snap,
         family(o, plain[i].name, "counter", plain[i].help);
         sample_u64(o, plain[i].name, "", metrics_get(plain[i].value));
     }
-    family(o, "rzkv_antientropy_last_pass_timestamp_seconds", "gauge",
-           "When this node last completed an anti-entropy pass (Unix "
-           "time; 0: not since its coordinator started counting).");
-    evbuffer_add_printf(o, "rzkv_antientropy_last_pass_timestamp_seconds "
-                        "%.3f\n", (double)metrics_get(
-                            &sum.antientropy_last_pass_ms) / 1000.0);
-    family(o, "rzkv_antientropy_last_clean_pass_start_timestamp_seconds",
-           "gauge", "When the last anti-entropy pass of this node that "
-           "ended with no failure began (Unix time; 0: none since its "
-           "coordinator started).");
-    evbuffer_add_printf(o, "rzkv_antientropy_last_clean_pass_start_"
-                        "timestamp_seconds %.3f\n", (double)metrics_get(
-                            &sum.antientropy_clean_pass_ms) / 1000.0);
-    family(o, "rzkv_membership_change_start_timestamp_seconds", "gauge",
-           "Since when this node's cluster file has nodes joining or "
-           "leaving (Unix time; 0: none): every operation then needs "
-           "quorums of two replica sets.");
-    evbuffer_add_printf(o, "rzkv_membership_change_start_timestamp_seconds "
-                        "%.3f\n", (double)metrics_get(
-                            &sum.membership_change_ms) / 1000.0);
+    timestamp_gauge(o, "rzkv_antientropy_last_pass_timestamp_seconds",
+                    "When this node last completed an anti-entropy pass "
+                    "(Unix time; 0: not since its coordinator started "
+                    "counting).", &sum.antientropy_last_pass_ms);
+    timestamp_gauge(o,
+                    "rzkv_antientropy_last_clean_pass_start_timestamp_seconds",
+                    "When the last anti-entropy pass of this node that "
+                    "ended with no failure began (Unix time; 0: none since "
+                    "its coordinator started).",
+                    &sum.antientropy_clean_pass_ms);
+    timestamp_gauge(o, "rzkv_membership_change_start_timestamp_seconds",
+                    "Since when this node's cluster file has nodes joining "
+                    "or leaving (Unix time; 0: none): every operation then "
+                    "needs quorums of two replica sets.",
+                    &sum.membership_change_ms);
     family(o, "rzkv_antientropy_tombstones_kept", "gauge",
            "Tombstones this node's last complete anti-entropy pass judged "
            "and kept: younger than the purge delay, or not yet on every "
