@@ -65,9 +65,12 @@ quorum_init_like(struct quorum *q, const struct quorum *like)
 
 /*
  * The two groups a round counts in: the replicas after a membership
- * change (all of them, when there is none) and those before it.
+ * change (all of them, when there is none) and those before it.  Every
+ * replica is in one of them at least.
  */
 #define S(state) (1u << (state))
+#define EVERY_GROUP (QUORUM_AFTER | QUORUM_BEFORE)
+#define ANSWERED (S(QREP_HOLDS) | S(QREP_STALE) | S(QREP_REPAIRING))
 static unsigned
 count_in(const struct quorum *q, uint8_t group, unsigned states)
 {
@@ -199,8 +202,7 @@ quorum_answer(struct quorum *q, unsigned i, const struct stamp *version)
         q->rep[i] = c == 0 ? QREP_HOLDS : QREP_STALE;
         what = c == 0 ? QANS_EQUAL : QANS_OLDER;
     }
-    if (!q->decided &&
-        every_group_has(q, S(QREP_HOLDS) | S(QREP_STALE) | S(QREP_REPAIRING)))
+    if (!q->decided && every_group_has(q, ANSWERED))
         q->decided = 1;
     return what;
 }
@@ -215,17 +217,13 @@ quorum_repairing(struct quorum *q, unsigned i)
 unsigned
 quorum_count(const struct quorum *q, enum quorum_rep state)
 {
-    unsigned k = 0;
-    for (unsigned i = 0; i < q->n; i++)
-        k += q->rep[i] == state;
-    return k;
+    return count_in(q, EVERY_GROUP, S(state));
 }
 
 unsigned
 quorum_answered(const struct quorum *q)
 {
-    return quorum_count(q, QREP_HOLDS) + quorum_count(q, QREP_STALE) +
-           quorum_count(q, QREP_REPAIRING);
+    return count_in(q, EVERY_GROUP, ANSWERED);
 }
 
 enum quorum_state
@@ -241,8 +239,7 @@ quorum_write_state(const struct quorum *q)
 enum quorum_state
 quorum_read_state(const struct quorum *q)
 {
-    unsigned alive = S(QREP_HOLDS) | S(QREP_STALE) | S(QREP_REPAIRING) |
-                     S(QREP_PENDING);
+    unsigned alive = ANSWERED | S(QREP_PENDING);
     if (!q->decided)
         return every_group_has(q, alive) ? QUORUM_WAIT : QUORUM_IMPOSSIBLE;
     if (every_group_has(q, S(QREP_HOLDS)))
@@ -251,6 +248,8 @@ quorum_read_state(const struct quorum *q)
         return QUORUM_IMPOSSIBLE;
     return quorum_count(q, QREP_STALE) > 0 ? QUORUM_REPAIR : QUORUM_WAIT;
 }
+#undef ANSWERED
+#undef EVERY_GROUP
 #undef S
 
 int
