@@ -43,6 +43,7 @@
 #include "conf.h"
 #include "contract.h"
 #include "log.h"
+#include "ring.h"
 
 #define CONF_MAX_FILE   (1024 * 1024)   /* bytes of YAML */
 #define CONF_MAX_DEPTH  16              /* nested mappings/sequences */
@@ -1669,6 +1670,32 @@ conf_antientropy_has_work(const struct cluster_conf *c,
     return self >= 0 &&
            ((size_t)self + 1 < c->node_count ||
             (c->replica_count == 1 && n->tombstone_purge_delay_ms > 0));
+}
+
+_Static_assert((int)MEMBER == (int)PLACE_MEMBER &&
+               (int)MEMBER_JOINING == (int)PLACE_JOINING &&
+               (int)MEMBER_LEAVING == (int)PLACE_LEAVING,
+               "cluster.nodes.ID.state is ring.h's enum place_state");
+
+int
+conf_cluster_placement(const struct cluster_conf *c, struct placement *p)
+{
+    size_t n = c->node_count ? c->node_count : 1;
+    const char **ids = calloc(n, sizeof(*ids));
+    uint8_t *states = calloc(n, 1);
+    int rv = -1;
+
+    if (ids != NULL && states != NULL) {
+        for (size_t i = 0; i < c->node_count; i++) {
+            ids[i] = c->nodes[i].id;
+            states[i] = (uint8_t)c->nodes[i].state;
+        }
+        rv = placement_init(p, c->seed, ids, states, c->node_count,
+                            (size_t)c->replica_count);
+    }
+    free(ids);
+    free(states);
+    return rv;
 }
 
 int

@@ -101,6 +101,14 @@ void conf_cluster_free(struct cluster_conf *c);
 /* Index of node id in c->nodes, or -1. */
 int conf_cluster_find(const struct cluster_conf *c, const char *id);
 
+struct placement;
+/*
+ * The placement of c's keys (ring.h), its nodes' states included: node i
+ * of it is c->nodes[i].  It points at c's ids, so c must outlive it.
+ * Returns 0, or -1 (ENOMEM).
+ */
+int conf_cluster_placement(const struct cluster_conf *c, struct placement *p);
+
 /*
  * Whether node n's anti-entropy passes do anything in cluster c (rzkv(7)):
  * each node compares itself with the nodes after it in the file, so the

@@ -58,20 +58,9 @@ cmd_locate(int argc, char **argv)
         fprintf(stderr, "rzkvctl locate: %s\n", err);
         return CTL_EXIT_ERROR;
     }
-    const char **ids = calloc(cc->node_count, sizeof(*ids));
-    uint8_t *states = calloc(cc->node_count, 1);
     size_t *out = calloc(cc->node_count, sizeof(*out));
     struct placement p;
-    if (ids == NULL || states == NULL || out == NULL) {
-        perror("rzkvctl locate");
-        return CTL_EXIT_ERROR;
-    }
-    for (size_t i = 0; i < cc->node_count; i++) {
-        ids[i] = cc->nodes[i].id;
-        states[i] = (uint8_t)cc->nodes[i].state;
-    }
-    if (placement_init(&p, cc->seed, ids, states, cc->node_count,
-                       (size_t)cc->replica_count) != 0) {
+    if (out == NULL || conf_cluster_placement(cc, &p) != 0) {
         perror("rzkvctl locate");
         return CTL_EXIT_ERROR;
     }
@@ -99,8 +88,6 @@ cmd_locate(int argc, char **argv)
     }
     placement_free(&p);
     free(out);
-    free(states);
-    free(ids);
     conf_cluster_free(cc);
     return CTL_EXIT_OK;
 }

@@ -277,10 +277,8 @@ topo_unref(struct topo *t)
     free(t);
 }
 
-_Static_assert((int)MEMBER_JOINING == (int)PLACE_JOINING &&
-               (int)MEMBER_LEAVING == (int)PLACE_LEAVING &&
-               QUORUM_AFTER == PLACE_AFTER && QUORUM_BEFORE == PLACE_BEFORE,
-               "conf.h, ring.h and quorum.h name the same states");
+_Static_assert(QUORUM_AFTER == PLACE_AFTER && QUORUM_BEFORE == PLACE_BEFORE,
+               "quorum.h and ring.h name the same placements");
 
 unsigned
 topo_replicas(const struct topo *t, const void *key, size_t len,
@@ -339,7 +337,6 @@ topo_build(struct cluster_conf *conf, char *err, size_t errlen)
     struct topo *t = calloc(1, sizeof(*t));
     const char **ids = calloc(conf->node_count ? conf->node_count : 1,
                               sizeof(*ids));
-    uint8_t *states = NULL;
 
     if (t == NULL || ids == NULL)
         goto nomem;
@@ -367,18 +364,12 @@ topo_build(struct cluster_conf *conf, char *err, size_t errlen)
         goto fail;
     }
     t->dest = calloc(conf->node_count, sizeof(*t->dest));
-    states = calloc(conf->node_count ? conf->node_count : 1, 1);
-    if (t->dest == NULL || states == NULL)
+    if (t->dest == NULL)
         goto nomem;
-    for (size_t i = 0; i < conf->node_count; i++) {
+    for (size_t i = 0; i < conf->node_count; i++)
         ids[i] = conf->nodes[i].id;
-        states[i] = (uint8_t)conf->nodes[i].state;
-    }
-    if (placement_init(&t->place, conf->seed, ids, states, conf->node_count,
-                       (size_t)conf->replica_count) != 0)
+    if (conf_cluster_placement(conf, &t->place) != 0)
         goto nomem;
-    free(states);
-    states = NULL;
     t->names = ids;
     ids = NULL;
     for (size_t i = 0; i < conf->node_count; i++) {
@@ -419,7 +410,6 @@ fail:
         free(t);
     }
     free(ids);
-    free(states);
     return NULL;
 }
 
