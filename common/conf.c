@@ -1677,6 +1677,16 @@ _Static_assert((int)MEMBER == (int)PLACE_MEMBER &&
                (int)MEMBER_LEAVING == (int)PLACE_LEAVING,
                "cluster.nodes.ID.state is ring.h's enum place_state");
 
+const char *
+conf_change_note(const struct cluster_conf *c, char *buf, size_t len)
+{
+    if (!conf_membership_changing(c))
+        return "";
+    snprintf(buf, len, ", %zu joining and %zu leaving: quorums of both "
+             "placements", c->joining, c->leaving);
+    return buf;
+}
+
 int
 conf_cluster_placement(const struct cluster_conf *c, struct placement *p)
 {

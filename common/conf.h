@@ -101,6 +101,17 @@ void conf_cluster_free(struct cluster_conf *c);
 /* Index of node id in c->nodes, or -1. */
 int conf_cluster_find(const struct cluster_conf *c, const char *id);
 
+/* Whether c marks nodes joining or leaving: a membership change. */
+static inline int
+conf_membership_changing(const struct cluster_conf *c)
+{
+    return c->joining > 0 || c->leaving > 0;
+}
+/* ", J joining and L leaving: quorums of both placements" during a
+ * change, for logs and replies; "" otherwise.  Written to buf. */
+const char *conf_change_note(const struct cluster_conf *c, char *buf,
+                             size_t len);
+
 struct placement;
 /*
  * The placement of c's keys (ring.h), its nodes' states included: node i

@@ -201,12 +201,11 @@ sup_reload(struct sup *s, char *msg, size_t len)
     log_info("reload: %s: %zu nodes, replica_count %d; coordinators told",
              s->opts->cluster_path, cluster->node_count,
              cluster->replica_count);
-    char change[128] = "";
-    if (cluster->joining > 0 || cluster->leaving > 0)
-        snprintf(change, sizeof(change), ", %zu joining and %zu leaving: "
-                 "quorums of both placements until the marks are dropped",
-                 cluster->joining, cluster->leaving);
-    snprintf(msg, len, "reloaded %s (%zu nodes%s)%s", s->opts->cluster_path,
-             cluster->node_count, change, note);
+    char change[96];
+    snprintf(msg, len, "reloaded %s (%zu nodes%s%s)%s", s->opts->cluster_path,
+             cluster->node_count, conf_change_note(cluster, change,
+                                                   sizeof(change)),
+             conf_membership_changing(cluster)
+                 ? " until the marks are dropped" : "", note);
     return 0;
 }

@@ -356,7 +356,7 @@ topo_build(struct cluster_conf *conf, char *err, size_t errlen)
     }
     /* While nodes join or leave, a key has the replicas of both
      * placements, up to twice replica_count. */
-    if ((conf->joining || conf->leaving) &&
+    if (conf_membership_changing(conf) &&
         2 * conf->replica_count > QUORUM_MAX_REPLICAS) {
         snprintf(err, errlen, "%s: cluster.replica_count %d: while nodes "
                  "join or leave, this coordinator supports 1..%d",
@@ -475,23 +475,10 @@ placement_changed(const struct topo *old, const struct topo *t)
 static void
 note_membership(const struct cluster_conf *conf)
 {
-    if (conf->joining == 0 && conf->leaving == 0)
+    if (!conf_membership_changing(conf))
         metrics_set(&metrics->u.coord.membership_change_ms, 0);
     else if (metrics_get(&metrics->u.coord.membership_change_ms) == 0)
         metrics_set(&metrics->u.coord.membership_change_ms, wire_wall_ms());
-}
-
-/* For the log, during a change: ", 1 joining and 0 leaving: ...".  Main
- * thread only (a static buffer). */
-static const char *
-change_note(const struct cluster_conf *conf)
-{
-    static char buf[96];
-    if (conf->joining == 0 && conf->leaving == 0)
-        return "";
-    snprintf(buf, sizeof(buf), ", %zu joining and %zu leaving: quorums of "
-             "both placements", conf->joining, conf->leaving);
-    return buf;
 }
 
 static void
@@ -522,8 +509,10 @@ reload(const char *cluster_path)
     topo_unref(old);
     nng_mtx_unlock(coord.lock);
     hang_up_retired();
+    char note[96];
     log_info("reloaded %s: %zu nodes, replica_count %d%s", cluster_path,
-             conf->node_count, conf->replica_count, change_note(conf));
+             conf->node_count, conf->replica_count,
+             conf_change_note(conf, note, sizeof(note)));
     note_membership(conf);
     /* t is coord.topo until the next reload, on this thread. */
     if (moved)
@@ -694,9 +683,10 @@ coord_main(const struct node_conf *node, const char *cluster_path,
     if ((rv = pthread_create(&coord.tick, NULL, tick_main, NULL)) != 0)
         fatalx("pthread_create: %s", strerror(rv));
     open_front();
+    char note[96];
     log_info("coordinator %s: %zu nodes, replica_count %d, %u storage "
              "workers%s", coord.writer, conf->node_count, conf->replica_count,
-             coord.shards, change_note(conf));
+             coord.shards, conf_change_note(conf, note, sizeof(note)));
     note_membership(conf);
     worker_ready();
     repair_start();
