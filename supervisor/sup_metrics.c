@@ -461,6 +461,14 @@ emit_node(struct sup *s, const struct snapshot *snap, struct evbuffer *o)
 _Static_assert(offsetof(struct metrics_coord, peers) %
                sizeof(metrics_counter) == 0, "counters are contiguous");
 
+/* A time summed over coordinators is the latest of them. */
+static void
+keep_latest(metrics_counter *sum, const metrics_counter *t)
+{
+    if (metrics_get(t) > metrics_get(sum))
+        metrics_set(sum, metrics_get(t));
+}
+
 static void
 coord_sum(const struct sup *s, const struct snapshot *snap,
           struct metrics_coord *sum)
@@ -490,18 +498,11 @@ coord_sum(const struct sup *s, const struct snapshot *snap,
         if (snap->coord[k] == NULL)
             continue;
         const struct metrics_coord *c = &snap->coord[k]->u.coord;
-        if (metrics_get(&c->antientropy_last_pass_ms) >
-            metrics_get(&sum->antientropy_last_pass_ms))
-            metrics_set(&sum->antientropy_last_pass_ms,
-                        metrics_get(&c->antientropy_last_pass_ms));
-        if (metrics_get(&c->antientropy_clean_pass_ms) >
-            metrics_get(&sum->antientropy_clean_pass_ms))
-            metrics_set(&sum->antientropy_clean_pass_ms,
-                        metrics_get(&c->antientropy_clean_pass_ms));
-        if (metrics_get(&c->membership_change_ms) >
-            metrics_get(&sum->membership_change_ms))
-            metrics_set(&sum->membership_change_ms,
-                        metrics_get(&c->membership_change_ms));
+        keep_latest(&sum->antientropy_last_pass_ms,
+                    &c->antientropy_last_pass_ms);
+        keep_latest(&sum->antientropy_clean_pass_ms,
+                    &c->antientropy_clean_pass_ms);
+        keep_latest(&sum->membership_change_ms, &c->membership_change_ms);
     }
 }
 
