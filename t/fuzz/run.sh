@@ -72,7 +72,7 @@ fi
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 INC="-I$gen -I$gen/api -I$S/common -I$S/worker -I$S/api"
 PKG=$(pkg-config --cflags --libs libprotobuf-c yaml-0.1 libmurmurhash 2>/dev/null)
-COMMON="$S/common/wire.c $S/common/arena.c $S/common/stamp.c $S/common/conf.c $S/common/log.c $gen/api/rzkv.pb-c.c"
+COMMON="$S/common/wire.c $S/common/arena.c $S/common/stamp.c $S/common/conf.c $S/common/ring.c $S/common/log.c $gen/api/rzkv.pb-c.c"
 
 n=0
 failed=0
